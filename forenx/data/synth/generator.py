@@ -1,0 +1,281 @@
+"""ForgerySynth's sample writer: plan the samples, render them (in parallel), write the data set.
+
+Layout of ``out_dir``::
+
+    records.jsonl                 one forenx Record per line, in sample order
+    images/<split>/<index>.png    every sample, lossless PNG
+    masks/<split>/<index>.png     fakes only: 255 = changed pixel, 0 = untouched
+    README.md                     the dataset card
+
+Determinism: the plan (split, label, photo, family, donor of every sample) is drawn in the main
+process from the seed alone; each sample is then rendered from its own generator
+``default_rng([seed, 1, index])``, so the output does not depend on the number of workers, and the
+same seed gives byte-identical files (with the same Pillow / NumPy / SciPy builds: libjpeg and
+float filters may differ in the last bit between versions). Everything is stored as PNG (Pillow writes no timestamps);
+the double-JPEG family's JPEG passes happen in memory and its decoded pixels are stored as PNG, so
+no further compression alters its traces.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from forenx.data.records import Record
+from forenx.data.synth.manipulations import FAMILIES, Manipulation, NoVisibleChange
+from forenx.data.synth.photos import (
+    Photo,
+    default_photos,
+    load_photos,
+    parse_splits,
+    photos_from_dir,
+    split_groups,
+)
+
+__all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_samples", "render_sample", "synthesize"]
+
+SOURCE = "forgerysynth"
+#: Crop origins are multiples of this, so a JPEG source photo's own 8x8 grid stays aligned with
+#: the crop's grid (the double-JPEG family's shifted grid is then the only misaligned one).
+CROP_ALIGN = 8
+_CROP_TRIES = 8
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What one sample will be, decided before any pixel is touched."""
+
+    index: int
+    split: str
+    label: str
+    photo: str
+    family: str | None = None
+    donor: str | None = None
+
+    @property
+    def stem(self) -> str:
+        return f"{self.index:06d}"
+
+
+@dataclass
+class SynthSummary:
+    """What :func:`synthesize` wrote."""
+
+    out_dir: str
+    n: int
+    seed: int
+    size: int
+    counts: dict[str, dict[str, int]]
+    split_photos: dict[str, list[str]]
+    skipped_photos: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+
+
+def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[str]:
+    """``count`` picks that cycle through ``options`` in freshly shuffled rounds (balanced counts)."""
+    out: list[str] = []
+    while len(out) < count:
+        out.extend(options[i] for i in rng.permutation(len(options)))
+    return out[:count]
+
+
+def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float], real_fraction: float,
+                 families: list[str]) -> tuple[list[SampleSpec], dict[str, list[str]]]:
+    """Decide every sample's split, label, photo, family and donor from the seed.
+
+    Splits are by photo group (see :func:`split_groups`); a splice's donor is another group of the
+    same split, so no photo's pixels reach two splits. Returns (specs, photo names per split).
+    """
+    if not 0.0 <= real_fraction <= 1.0:
+        raise ValueError(f"--real-fraction {real_fraction}: must be between 0 and 1")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"unknown manipulation families {unknown}; choose from {', '.join(FAMILIES)}")
+    group_of = {p.name: p.group for p in photos}
+    split_of_group = {g: s for s, gs in split_groups(sorted(set(group_of.values())), splits, seed).items()
+                      for g in gs}
+    rng = np.random.default_rng([seed, 0])
+    names = [s for s, f in splits.items() if f > 0]
+    raw = [n * splits[s] for s in names]
+    counts = [int(np.floor(r)) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: (-(raw[i] - counts[i]), i))[: n - sum(counts)]:
+        counts[i] += 1
+    specs: list[SampleSpec] = []
+    split_photos: dict[str, list[str]] = {}
+    for split, count in zip(names, counts):
+        members = sorted(p.name for p in photos if split_of_group[p.group] == split)
+        split_photos[split] = members
+        n_real = round(count * real_fraction)
+        labels = ["real"] * n_real + ["fake"] * (count - n_real)
+        labels = [labels[i] for i in rng.permutation(count)]
+        chosen = _balanced(rng, members, count)
+        usable = [f for f in families if f != "splicing" or len({group_of[m] for m in members}) > 1]
+        if not usable:
+            raise ValueError(f"split {split!r} has one photo group only, so it cannot splice; "
+                             "add photos or choose other families")
+        fams = iter(_balanced(rng, usable, count - n_real))
+        for label, photo in zip(labels, chosen):
+            index = len(specs)
+            if label == "real":
+                specs.append(SampleSpec(index, split, "real", photo))
+                continue
+            family = next(fams)
+            donor = None
+            if family == "splicing":
+                others = [m for m in members if group_of[m] != group_of[photo]]
+                donor = others[int(rng.integers(len(others)))]
+            specs.append(SampleSpec(index, split, "fake", photo, family, donor))
+    return specs, split_photos
+
+
+def _crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> tuple[np.ndarray, list[int]]:
+    h, w = photo.shape[:2]
+    y = CROP_ALIGN * int(rng.integers(0, (h - size) // CROP_ALIGN + 1))
+    x = CROP_ALIGN * int(rng.integers(0, (w - size) // CROP_ALIGN + 1))
+    return np.ascontiguousarray(photo[y:y + size, x:x + size]), [x, y, x + size, y + size]
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Level 3: within 1% of level 6's size on photos, at half the encoding time.
+    Image.fromarray(array).save(path, format="PNG", compress_level=3)
+
+
+def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path, seed: int, size: int) -> Record:
+    """Render one planned sample, write its image (and mask), and return its record."""
+    rng = np.random.default_rng([seed, 1, spec.index])
+    image_path = f"images/{spec.split}/{spec.stem}.png"
+    record_id = f"{SOURCE}-s{seed}-{spec.stem}"
+    meta: dict[str, Any] = {"photo": spec.photo, "seed": seed, "index": spec.index}
+    if spec.label == "real":
+        crop, crop_box = _crop(rng, photos[spec.photo], size)
+        _save_png(crop, out_dir / image_path)
+        meta["crop_box"] = crop_box
+        return Record(id=record_id, image=image_path, label="real", generator="camera", source=SOURCE,
+                      summary=f"An unedited {size}x{size} crop of a photograph, with no manipulation.",
+                      split=spec.split, meta=meta)
+    apply = FAMILIES[spec.family]
+    result: Manipulation | None = None
+    for _ in range(_CROP_TRIES):
+        crop, crop_box = _crop(rng, photos[spec.photo], size)
+        donor = None
+        if spec.donor is not None:
+            donor, donor_crop = _crop(rng, photos[spec.donor], size)
+        try:
+            result = apply(crop, rng, donor=donor)
+            break
+        except NoVisibleChange:
+            continue
+    if result is None:
+        raise RuntimeError(f"sample {spec.index}: {spec.family} could not visibly change any of "
+                           f"{_CROP_TRIES} crops of photo {spec.photo!r} (is it uniform?)")
+    mask_path = f"masks/{spec.split}/{spec.stem}.png"
+    _save_png(result.forged, out_dir / image_path)
+    _save_png(result.mask, out_dir / mask_path)
+    meta["crop_box"] = crop_box
+    params = dict(result.params)
+    if spec.donor is not None:
+        params["donor_photo"] = spec.donor
+        params["donor_crop_box"] = donor_crop
+    meta["params"] = params
+    return Record(id=record_id, image=image_path, label="fake", generator=spec.family, source=SOURCE,
+                  quadruples=result.quadruples, summary=result.summary, mask=mask_path,
+                  boxes=[list(q.box) for q in result.quadruples if q.box is not None],
+                  split=spec.split, meta=meta)
+
+
+# Worker state: set once per process by the pool initializer (inherited as-is under fork).
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(photos: dict[str, np.ndarray], out_dir: str, seed: int, size: int) -> None:
+    _STATE.update(photos=photos, out_dir=Path(out_dir), seed=seed, size=size)
+
+
+def _render_in_worker(spec: SampleSpec) -> dict[str, Any]:
+    return render_sample(spec, _STATE["photos"], _STATE["out_dir"], _STATE["seed"], _STATE["size"]).to_dict()
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} is not empty; pass --overwrite to replace a previous "
+                                  "ForgerySynth output there, or choose an empty folder")
+        for name in ("images", "masks"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        for name in ("records.jsonl", "README.md"):
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.PathLike | None = None,
+               size: int = 256, real_fraction: float = 0.5, splits: str | dict[str, float] = "train=0.8,val=0.1,test=0.1",
+               families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
+               progress: Callable[[int], None] | None = None) -> SynthSummary:
+    """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
+
+    ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples).
+    ``workers``: processes to render with (default: the CPU count); the output does not depend on it.
+    ``progress``: called with the number of samples finished so far.
+    """
+    from forenx.data.synth.card import write_card
+
+    start = time.perf_counter()
+    if n < 1:
+        raise ValueError(f"--n {n}: need at least one sample")
+    if size < 32:
+        raise ValueError(f"--size {size}: crops must be at least 32 px")
+    fractions = parse_splits(splits) if isinstance(splits, str) else parse_splits(
+        ",".join(f"{k}={v}" for k, v in splits.items()))
+    families = list(families or FAMILIES)
+    catalogue = photos_from_dir(photos) if photos is not None else default_photos()
+    arrays, skipped = load_photos(catalogue, size)
+    usable = [p for p in catalogue if p.name in arrays]
+    if not usable:
+        raise ValueError(f"no usable photo for {size}x{size} crops: " + "; ".join(skipped))
+    specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families)
+
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
+    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    records: list[dict[str, Any]] = []
+    if workers == 1:
+        _init_worker(arrays, str(out), seed, size)
+        for spec in specs:
+            records.append(_render_in_worker(spec))
+            if progress:
+                progress(len(records))
+    else:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(method).Pool(workers, _init_worker, (arrays, str(out), seed, size)) as pool:
+            # imap keeps the sample order, whatever order the workers finish in.
+            for record in pool.imap(_render_in_worker, specs, chunksize=8):
+                records.append(record)
+                if progress:
+                    progress(len(records))
+    with open(out / "records.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    counts: dict[str, dict[str, int]] = {}
+    for record in records:
+        key = record["generator"] if record["label"] == "fake" else "real"
+        counts.setdefault(record["split"], Counter())[key] += 1
+    counts = {split: dict(sorted(c.items())) for split, c in counts.items()}
+    summary = SynthSummary(out_dir=str(out), n=n, seed=seed, size=size, counts=counts,
+                           split_photos=split_photos, skipped_photos=skipped, workers=workers)
+    write_card(out / "README.md", summary, [p for p in usable], fractions, real_fraction, families)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,270 @@
+"""ForgerySynth: exact masks, quadruples that match their parameters, determinism, splits by photo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from forenx.data.records import Record
+from forenx.data.synth import FAMILIES, manipulation, severity_from_strength, synthesize
+from forenx.data.synth.cli import synth_command
+from forenx.data.synth.manipulations import mask_box, where
+from forenx.data.synth.photos import default_photos, load_photos, parse_splits, split_groups
+from forenx.data.validate import validate_records
+
+
+@pytest.fixture(scope="module")
+def crops() -> tuple[np.ndarray, np.ndarray]:
+    """A textured and a smoother 256 px crop of two shipped photos (image, donor)."""
+    arrays, _ = load_photos([p for p in default_photos() if p.name in ("astronaut", "coffee")], 256)
+    return (np.ascontiguousarray(arrays["astronaut"][128:384, 128:384]),
+            np.ascontiguousarray(arrays["coffee"][100:356, 60:316]))
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _records(root: Path) -> list[Record]:
+    with open(root / "records.jsonl", encoding="utf-8") as f:
+        return [Record.from_dict(json.loads(line)) for line in f]
+
+
+# ------------------------------------------------------------------------------ manipulation families
+
+
+def test_there_are_at_least_eight_families():
+    assert len(FAMILIES) >= 8
+    assert {"copy_move", "splicing", "inpainting", "resampling", "noise_mismatch", "double_jpeg",
+            "lighting", "blur_mismatch", "clone_stamp"} <= set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mask_is_exactly_the_changed_pixels(crops, family, seed):
+    image, donor = crops
+    before = image.copy()
+    result = manipulation(family)(image, np.random.default_rng(seed), donor=donor)
+    assert np.array_equal(image, before), "the input image must not be modified"
+    assert result.forged.shape == image.shape and result.forged.dtype == np.uint8
+    assert result.mask.dtype == np.uint8 and set(np.unique(result.mask)) <= {0, 255}
+    changed = (result.forged != image).any(axis=-1)
+    assert np.array_equal(result.mask == 255, changed)
+    assert changed.any()
+    # Nothing changes outside the region(s) the family says it worked on.
+    outside = np.ones(changed.shape, bool)
+    for x0, y0, x1, y1 in result.params.get("stamp_boxes") or [result.params["region_box"]]:
+        outside[y0:y1, x0:x1] = False
+    assert not changed[outside].any()
+    assert result.params["changed_box"] == mask_box(result.mask)
+    for q in result.quadruples:
+        assert q.box == [float(v) for v in mask_box(result.mask)]
+        assert q.source == "synth"
+        assert q.severity == severity_from_strength(result.params["strength"])
+        assert where(mask_box(result.mask), 256, 256) in q.phenomenon
+        assert q.name and q.reasoning
+    assert result.params["family"] == family
+    assert result.summary.endswith(".")
+
+
+def test_same_rng_same_manipulation(crops):
+    image, donor = crops
+    for family, apply in FAMILIES.items():
+        a = apply(image, np.random.default_rng(5), donor=donor)
+        b = apply(image, np.random.default_rng(5), donor=donor)
+        assert np.array_equal(a.forged, b.forged) and a.params == b.params, family
+        assert [q.to_dict() for q in a.quadruples] == [q.to_dict() for q in b.quadruples], family
+
+
+def test_noise_quadruple_states_its_sigma(crops):
+    image, _ = crops
+    result = manipulation("noise_mismatch")(image, np.random.default_rng(3))
+    sigma = result.params["noise_sigma"]
+    assert 4.0 <= sigma <= 20.0
+    assert f"{sigma:.1f}" in result.quadruples[0].phenomenon
+    assert result.quadruples[0].severity == severity_from_strength((sigma - 3.0) / 15.0)
+    # The residual inside the region really has about that standard deviation (clipping aside).
+    region = result.mask == 255
+    residual = result.forged[region].astype(float) - image[region].astype(float)
+    assert abs(residual.std() - sigma) < 0.25 * sigma
+
+
+def test_double_jpeg_quadruple_states_qualities_and_shift(crops):
+    image, _ = crops
+    result = manipulation("double_jpeg")(image, np.random.default_rng(4))
+    p = result.params
+    text = result.quadruples[0].phenomenon
+    assert str(p["jpeg_quality_first"]) in text and str(p["jpeg_quality_second"]) in text
+    dx, dy = p["grid_shift"]
+    assert (dx, dy) != (0, 0) and f"{dx}" in text and f"{dy}" in text
+    assert abs(p["jpeg_quality_first"] - p["jpeg_quality_second"]) >= 10
+    # The whole recompressed rectangle changes (up to the odd pixel JPEG reproduces exactly).
+    x0, y0, x1, y1 = p["region_box"]
+    assert (result.mask[y0:y1, x0:x1] == 255).mean() > 0.9
+    assert result.quadruples[0].severity == severity_from_strength(
+        (100 - min(p["jpeg_quality_first"], p["jpeg_quality_second"])) / 50)
+
+
+def test_copy_move_target_equals_source(crops):
+    image, _ = crops
+    result = manipulation("copy_move")(image, np.random.default_rng(6))
+    sx0, sy0, sx1, sy1 = result.params["source_box"]
+    tx0, ty0, tx1, ty1 = result.params["region_box"]
+    assert np.array_equal(result.forged[ty0:ty1, tx0:tx1], image[sy0:sy1, sx0:sx1])
+    assert str(result.params["source_box"]) in result.quadruples[0].phenomenon
+
+
+def test_lighting_and_resampling_and_blur_state_their_parameters(crops):
+    image, _ = crops
+    lit = manipulation("lighting")(image, np.random.default_rng(7))
+    gains = lit.params["channel_gains"]
+    assert f"R x{gains[0]:.2f}, G x{gains[1]:.2f}, B x{gains[2]:.2f}" in lit.quadruples[0].phenomenon
+    assert ("brighter" if lit.params["gain"] > 1 else "darker") in lit.quadruples[0].phenomenon
+    resampled = manipulation("resampling")(image, np.random.default_rng(8))
+    assert f"{resampled.params['scale_factor']:.2f}" in resampled.quadruples[0].phenomenon
+    blurred = manipulation("blur_mismatch")(image, np.random.default_rng(9))
+    assert f"sigma {blurred.params['blur_sigma']:.1f}" in blurred.quadruples[0].phenomenon
+
+
+def test_clone_stamps_are_copies_of_the_source(crops):
+    image, _ = crops
+    result = manipulation("clone_stamp")(image, np.random.default_rng(10))
+    sx0, sy0, sx1, sy1 = result.params["source_box"]
+    for x0, y0, x1, y1 in result.params["stamp_boxes"]:
+        assert np.array_equal(result.forged[y0:y1, x0:x1], image[sy0:sy1, sx0:sx1])
+    assert f"{result.params['count']} " in result.quadruples[0].phenomenon
+
+
+def test_splicing_needs_a_donor(crops):
+    image, _ = crops
+    with pytest.raises(ValueError, match="donor"):
+        manipulation("splicing")(image, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown manipulation family"):
+        manipulation("warp")
+
+
+# ------------------------------------------------------------------------------------ the data set
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a = synthesize(tmp_path / "a", n=30, seed=11, workers=1)
+    synthesize(tmp_path / "b", n=30, seed=11, workers=1)
+    files_a, files_b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert files_a.keys() == files_b.keys()
+    assert {"records.jsonl", "README.md"} <= files_a.keys()
+    assert all(files_a[k] == files_b[k] for k in files_a)
+    synthesize(tmp_path / "c", n=30, seed=12, workers=1)
+    assert _files(tmp_path / "c")["records.jsonl"] != files_a["records.jsonl"]
+    assert sum(sum(row.values()) for row in a.counts.values()) == 30
+
+
+@pytest.mark.slow
+def test_output_does_not_depend_on_worker_count(tmp_path):
+    synthesize(tmp_path / "one", n=40, seed=3, workers=1)
+    synthesize(tmp_path / "two", n=40, seed=3, workers=2)
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_records_parse_and_every_path_exists(tmp_path):
+    summary = synthesize(tmp_path, n=40, seed=5, workers=1, real_fraction=0.25)
+    records = _records(tmp_path)
+    assert len(records) == 40 and len({r.id for r in records}) == 40
+    for r in records:
+        assert r.source == "forgerysynth" and r.split in ("train", "val", "test")
+        assert (tmp_path / r.image).is_file() and r.image.startswith(f"images/{r.split}/")
+        with Image.open(tmp_path / r.image) as im:
+            assert im.format == "PNG" and im.size == (256, 256)
+        if r.label == "real":
+            assert r.generator == "camera" and not r.quadruples and r.mask is None
+            continue
+        assert r.label == "fake" and r.generator in FAMILIES and r.quadruples and r.summary
+        assert r.mask and (tmp_path / r.mask).is_file()
+        assert r.meta["params"]["family"] == r.generator
+        mask = np.asarray(Image.open(tmp_path / r.mask))
+        assert r.boxes == [q.box for q in r.quadruples] == [[float(v) for v in mask_box(mask)]]
+        assert r.answer().startswith('{"verdict": "fake"')
+    assert sum(r.label == "real" for r in records) == sum(
+        row.get("real", 0) for row in summary.counts.values())
+    report = validate_records(tmp_path / "records.jsonl")
+    assert report.ok and report.n_valid == 40, report.problems
+    card = (tmp_path / "README.md").read_text()
+    assert card.startswith("---\n") and "copy_move" in card and "CC0" in card and "| train |" in card
+
+
+def test_fake_pixels_differ_from_the_source_crop_exactly_on_the_mask(tmp_path):
+    synthesize(tmp_path, n=24, seed=8, workers=1, real_fraction=0.0)
+    arrays, _ = load_photos(default_photos(), 256)
+    for r in _records(tmp_path):
+        x0, y0, x1, y1 = r.meta["crop_box"]
+        original = arrays[r.meta["photo"]][y0:y1, x0:x1]
+        forged = np.asarray(Image.open(tmp_path / r.image).convert("RGB"))
+        mask = np.asarray(Image.open(tmp_path / r.mask))
+        assert np.array_equal(mask == 255, (forged != original).any(-1)), r.id
+
+
+def test_splits_are_disjoint_by_photo(tmp_path):
+    summary = synthesize(tmp_path, n=120, seed=2, workers=1)
+    photos = {p.name: p.group for p in default_photos()}
+    groups_by_split: dict[str, set[str]] = {}
+    for r in _records(tmp_path):
+        used = {r.meta["photo"], r.meta.get("params", {}).get("donor_photo")} - {None}
+        groups_by_split.setdefault(r.split, set()).update(photos[p] for p in used)
+    assert set(groups_by_split) == {"train", "val", "test"}
+    splits = list(groups_by_split.values())
+    for i in range(len(splits)):
+        for j in range(i + 1, len(splits)):
+            assert not splits[i] & splits[j]
+    # The stereo pair is one scene: both halves sit in one split.
+    motorcycle = [s for s, names in summary.split_photos.items() if "motorcycle_left" in names]
+    assert motorcycle and "motorcycle_right" in summary.split_photos[motorcycle[0]]
+
+
+def test_split_groups_and_parse_splits():
+    groups = [f"g{i}" for i in range(10)]
+    assignment = split_groups(groups, parse_splits("train=0.8,val=0.1,test=0.1"), seed=1)
+    assert sorted(g for names in assignment.values() for g in names) == sorted(groups)
+    assert all(len(v) >= 2 for v in assignment.values())
+    assert assignment == split_groups(groups, parse_splits("train=0.8,val=0.1,test=0.1"), seed=1)
+    with pytest.raises(ValueError, match="NAME=FRACTION"):
+        parse_splits("train:0.8")
+    with pytest.raises(ValueError, match="cannot fill"):
+        split_groups(["a"], {"train": 0.5, "test": 0.5}, seed=0)
+
+
+def test_user_photo_folder(tmp_path):
+    arrays, _ = load_photos(default_photos(), 256)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        Image.fromarray(arrays[name]).save(folder / f"{name}.png")
+    Image.fromarray(arrays["coffee"][:100, :100]).save(folder / "tiny.png")
+    summary = synthesize(tmp_path / "out", n=12, seed=0, photos=folder, size=128, workers=1,
+                         splits="train=0.7,test=0.3")
+    assert any("tiny.png" in reason and "smaller" in reason for reason in summary.skipped_photos)
+    records = _records(tmp_path / "out")
+    assert {r.meta["photo"] for r in records} <= {"chelsea.png", "coffee.png", "rocket.png"}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        synthesize(tmp_path / "out", n=12, seed=0, photos=folder, size=128, workers=1)
+
+
+def test_cli_synth(tmp_path):
+    app = typer.Typer()
+    app.command("synth")(synth_command)
+
+    @app.callback()
+    def _group() -> None:
+        """Keep `synth` a subcommand, as on `forenx data`."""
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / "ds"), "--n", "10", "--seed", "4",
+                                 "--workers", "1", "--size", "128"])
+    assert result.exit_code == 0, result.output
+    assert len(_records(tmp_path / "ds")) == 10 and "samples/s" in result.output
+    bad = runner.invoke(app, ["synth", "--out", str(tmp_path / "ds"), "--n", "10"])
+    assert bad.exit_code == 2 and "--overwrite" in bad.output
