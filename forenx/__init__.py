@@ -18,6 +18,11 @@ _LAZY = {
     "render_answer": "forenx.schema",
     "build_messages": "forenx.prompts",
     "load_image": "forenx.images",
+    "ForenXConfig": "forenx.modeling",
+    "ForenXForConditionalGeneration": "forenx.modeling",
+    "ForenXProcessor": "forenx.modeling",
+    "build_model": "forenx.modeling",
+    "tiny_model": "forenx.modeling",
 }
 
 

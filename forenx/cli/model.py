@@ -5,3 +5,60 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def summary(
+    preset: str | None = typer.Option(None, help="A reference configuration: fakereasoning-13b, llava-1.5-7b, medium."),
+    clip: str | None = typer.Option(None, help="CLIP (vision) Hub id or local folder; only its config is read."),
+    dino: str | None = typer.Option(None, help="DINOv2 Hub id or local folder; only its config is read."),
+    llm: str | None = typer.Option(None, help="Causal LM Hub id or local folder; only its config is read."),
+    fusion_dim: int | None = typer.Option(None, help="Fusion width (default: the CLIP width)."),
+) -> None:
+    """Parameters per component (clip, dino, fusion, projector, mapper, lm), built on the meta device
+    without weights.
+
+        forenx model summary --preset fakereasoning-13b
+        forenx model summary --clip openai/clip-vit-large-patch14-336 --dino facebook/dinov2-large --llm lmsys/vicuna-7b-v1.5
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from forenx.modeling.presets import component_parameters, meta_model, preset_config
+
+    overrides = {} if fusion_dim is None else {"fusion_dim": fusion_dim}
+    if preset is not None:
+        if clip or dino or llm:
+            raise typer.BadParameter("give either --preset or --clip/--dino/--llm, not both")
+        try:
+            config = preset_config(preset, **overrides)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        title = preset
+    elif clip and dino and llm:
+        from transformers import AutoConfig, CLIPVisionConfig
+
+        from forenx.modeling.configuration import ForenXConfig
+
+        clip_config = CLIPVisionConfig.from_pretrained(clip)
+        config = ForenXConfig(clip_config=clip_config.to_dict(), dino_config=AutoConfig.from_pretrained(dino).to_dict(),
+                              text_config=AutoConfig.from_pretrained(llm).to_dict(),
+                              image_size=clip_config.image_size, **overrides)
+        title = f"{clip} + {dino} + {llm}"
+    else:
+        raise typer.BadParameter("give --preset NAME, or all of --clip, --dino and --llm")
+
+    counts = component_parameters(meta_model(config))
+    table = Table(title=f"ForenX parameters: {title}")
+    table.add_column("component")
+    table.add_column("parameters", justify="right")
+    table.add_column("trainable", justify="right")
+    table.add_column("share", justify="right")
+    grand_total = counts["total"]["total"]
+    for name, count in counts.items():
+        table.add_row(name, f"{count['total']:,}", f"{count['trainable']:,}",
+                      f"{100 * count['total'] / grand_total:.2f}%", end_section=name == "lm")
+    console = Console(width=100)
+    console.print(table)
+    console.print(f"image tokens per image: {config.num_image_tokens} "
+                  f"({config.image_size}px, patch {config.vision_config.patch_size}); fusion_dim {config.fusion_dim}")

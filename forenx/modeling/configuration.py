@@ -1,0 +1,114 @@
+"""`ForenXConfig`: the configuration tree of the ForenX model.
+
+ForenX is a LLaVA model with a second vision tower (DINOv2) and a forgery-aware fusion placed
+between the CLIP tower and the LLaVA projector. The configuration therefore extends
+:class:`transformers.LlavaConfig` (whose ``vision_config`` is the CLIP tower, also reachable as
+``clip_config``) with ``dino_config`` and the fusion / probability-mapper settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPVisionConfig, Dinov2Config, LlavaConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+from transformers.models.auto.configuration_auto import AutoConfig
+
+__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD", "ForenXConfig"]
+
+#: OpenAI CLIP normalisation statistics (the CLIP branch).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: ImageNet statistics (the DINOv2 branch).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@strict
+class ForenXConfig(LlavaConfig):
+    r"""Configuration of :class:`~forenx.modeling.ForenXForConditionalGeneration`.
+
+    ForenX names for LLaVA fields: ``clip_config`` = ``vision_config``, ``clip_feature_layer`` =
+    ``vision_feature_layer`` (default -2: the CLIP layer whose patch tokens are fused).
+
+    Sub-configurations: ``clip_config`` (alias of LLaVA's ``vision_config``; a
+    :class:`~transformers.CLIPVisionConfig`), ``dino_config`` (a :class:`~transformers.Dinov2Config`)
+    and ``text_config`` (any causal LM configuration). Both towers see the same ``image_size`` so
+    their patch grids align; the constructor sets both towers' ``image_size`` to it and checks the grids.
+
+    Fusion: ``fusion_dim`` (attention width; default: the CLIP width), ``fusion_heads``,
+    ``fusion_mlp_ratio``, ``fusion_attention_bias`` (False drops the DINO-attention bias, for ablations),
+    ``fusion_bias_hidden`` (width of the 1x1 MLP across heads).
+
+    Probability mapper: ``verdict_token_ids`` (``[real, fake]``, the first tokens of the verdict words
+    after :data:`forenx.schema.ANSWER_PREFIX`, taken from the tokenizer by the builders),
+    ``answer_prefix_ids`` (the prefix's tokens, to find the verdict slot in the labels),
+    ``mapper_temperature`` and ``mapper_loss_weight`` (lambda of ``loss = lm + lambda * CE``).
+
+    >>> config = ForenXConfig(image_size=56, clip_config={"hidden_size": 32, "patch_size": 14,
+    ...     "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    ...     dino_config={"hidden_size": 24, "patch_size": 14, "num_hidden_layers": 1, "num_attention_heads": 2})
+    >>> config.clip_config.image_size, config.fusion_dim, config.num_image_tokens
+    (56, 32, 16)
+    """
+
+    model_type = "forenx"
+    attribute_map: ClassVar[dict[str, str]] = {"image_token_id": "image_token_index", "clip_config": "vision_config",
+                     "clip_feature_layer": "vision_feature_layer"}
+
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "vision_config": SubConfigSpec(config_class=CLIPVisionConfig),
+        "dino_config": SubConfigSpec(config_class=Dinov2Config),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+    }
+
+    dino_config: dict | PreTrainedConfig | None = None
+    image_size: int = 336
+    clip_image_mean: list[float] | tuple[float, ...] = CLIP_MEAN
+    clip_image_std: list[float] | tuple[float, ...] = CLIP_STD
+    dino_image_mean: list[float] | tuple[float, ...] = IMAGENET_MEAN
+    dino_image_std: list[float] | tuple[float, ...] = IMAGENET_STD
+    fusion_dim: int | None = None
+    fusion_heads: int = 8
+    fusion_mlp_ratio: float = 4.0
+    fusion_attention_bias: bool = True
+    fusion_bias_hidden: int = 16
+    verdict_token_ids: list[int] | None = None
+    answer_prefix_ids: list[int] | None = None
+    mapper_temperature: float = 1.0
+    mapper_loss_weight: float = 1.0
+    freeze_vision: bool = True
+
+    def __post_init__(self, **kwargs: Any):
+        # `clip_config=` is the ForenX name of LLaVA's `vision_config`; resolve it before the
+        # sub-configs are built so it is converted like any other sub-config.
+        clip_config = kwargs.pop("clip_config", None)
+        if clip_config is not None:
+            self.vision_config = clip_config
+        super().__post_init__(**kwargs)
+        for tower in (self.vision_config, self.dino_config):
+            tower.image_size = self.image_size
+        clip_grid = self.image_size // self.vision_config.patch_size
+        dino_grid = self.image_size // self.dino_config.patch_size
+        if clip_grid != dino_grid:
+            raise ValueError(
+                f"ForenXConfig: the CLIP grid ({clip_grid}x{clip_grid}, patch {self.vision_config.patch_size}) and "
+                f"the DINOv2 grid ({dino_grid}x{dino_grid}, patch {self.dino_config.patch_size}) at image_size="
+                f"{self.image_size} differ; use towers with the same patch size."
+            )
+        if self.fusion_dim is None:
+            self.fusion_dim = self.vision_config.hidden_size
+        if self.fusion_dim % self.fusion_heads:
+            raise ValueError(f"ForenXConfig: fusion_dim={self.fusion_dim} is not divisible by "
+                             f"fusion_heads={self.fusion_heads}; change one of them.")
+        # The fused tokens are the CLIP patch tokens (CLS dropped), one per grid cell.
+        self.image_seq_length = clip_grid * clip_grid
+        if self.verdict_token_ids is not None:
+            self.verdict_token_ids = [int(i) for i in self.verdict_token_ids]
+            assert len(self.verdict_token_ids) == 2 and self.verdict_token_ids[0] != self.verdict_token_ids[1]
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Placeholder tokens per image (= fused tokens = CLIP patches)."""
+        return self.image_seq_length

@@ -1,0 +1,107 @@
+"""The classification probability mapper: P(fake) from the verdict slot of the answer.
+
+Every answer starts with :data:`forenx.schema.ANSWER_PREFIX` (``{"verdict": "``), so the token
+after it is the verdict. P(fake) is the softmax, divided by a temperature, over the LM's logits
+for the first tokens of the two verdict words at that slot. Token ids come from the tokenizer
+(:func:`verdict_token_ids`), and the slot of a training sequence is found in its labels
+(:func:`verdict_slots`), never from literal offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from forenx.schema import ANSWER_PREFIX, VERDICT_WORDS
+
+__all__ = ["answer_prefix_ids", "mapper_loss", "prob_fake", "verdict_slots", "verdict_token_ids"]
+
+IGNORE_INDEX = -100
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def answer_prefix_ids(tokenizer) -> list[int]:
+    """Token ids of :data:`ANSWER_PREFIX` as they appear in an answer (shared by both verdicts)."""
+    real, fake = (_ids(tokenizer, ANSWER_PREFIX + word) for word in VERDICT_WORDS)
+    common = 0
+    while common < min(len(real), len(fake)) and real[common] == fake[common]:
+        common += 1
+    prefix = _ids(tokenizer, ANSWER_PREFIX)
+    if real[:len(prefix)] != prefix or common < len(prefix):
+        raise ValueError(
+            f"the tokenizer merges the answer prefix {ANSWER_PREFIX!r} with the verdict word; the verdict "
+            "slot would not start a token. Use a tokenizer that splits after the quote (byte-level BPE does)."
+        )
+    return prefix
+
+
+def verdict_token_ids(tokenizer) -> list[int]:
+    """``[real_id, fake_id]``: the first token of each verdict word in context after the prefix.
+
+    The two must differ, otherwise the slot cannot tell the verdicts apart.
+    """
+    prefix = answer_prefix_ids(tokenizer)
+    ids = [_ids(tokenizer, ANSWER_PREFIX + word)[len(prefix)] for word in VERDICT_WORDS]
+    assert ids[0] != ids[1], f"verdict words {VERDICT_WORDS} share their first token {ids[0]}"
+    return ids
+
+
+def verdict_slots(labels: torch.Tensor, prefix_ids: Sequence[int]) -> torch.Tensor:
+    """Position of the verdict token in each row of ``labels`` (``-1`` where a row has none).
+
+    The slot is the first label position right after the first occurrence of the answer prefix
+    among the supervised (non ``-100``) tokens.
+
+    >>> verdict_slots(torch.tensor([[-100, -100, 7, 8, 1, 9], [-100, 7, 8, 2, 9, 9]]), [7, 8]).tolist()
+    [4, 3]
+    """
+    batch, length = labels.shape
+    n = len(prefix_ids)
+    slots = torch.full((batch,), -1, dtype=torch.long, device=labels.device)
+    if length <= n:
+        return slots
+    prefix = torch.as_tensor(list(prefix_ids), device=labels.device)
+    windows = labels.unfold(1, n, 1)[:, : length - n]  # windows that still have a token after them
+    matches = (windows == prefix).all(-1)
+    found = matches.any(-1)
+    first = matches.float().argmax(-1)
+    slots[found] = first[found] + n
+    return slots
+
+
+def prob_fake(verdict_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """P(fake) from ``(..., 2)`` logits ordered ``[real, fake]``.
+
+    >>> round(prob_fake(torch.tensor([0.0, 0.0])).item(), 3)
+    0.5
+    """
+    return (verdict_logits.float() / temperature).softmax(-1)[..., 1]
+
+
+def mapper_loss(logits: torch.Tensor, labels: torch.Tensor, verdict_ids: Sequence[int],
+                prefix_ids: Sequence[int], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of the mapper against the verdict written in the labels.
+
+    ``logits`` are the LM logits ``(B, L, V)`` aligned with ``labels`` ``(B, L)`` (logit ``t``
+    predicts token ``t + 1``). Returns ``(loss, prob_fake)``; ``prob_fake`` is ``nan`` and the row
+    is left out of the loss where a sequence has no verdict slot or its verdict is neither word.
+    """
+    slots = verdict_slots(labels, prefix_ids)
+    ids = torch.as_tensor(list(verdict_ids), device=logits.device)
+    rows = torch.arange(labels.shape[0], device=labels.device)
+    safe = slots.clamp_min(1)
+    slot_logits = logits[rows, safe - 1][:, ids]
+    target_token = labels[rows, safe]
+    target = (target_token == ids[1]).long()
+    valid = (slots > 0) & ((target_token == ids[0]) | (target_token == ids[1]))
+    probs = prob_fake(slot_logits, temperature)
+    probs = torch.where(valid, probs, torch.full_like(probs, float("nan")))
+    if not valid.any():
+        return slot_logits.sum() * 0.0, probs
+    loss = F.cross_entropy(slot_logits[valid].float() / temperature, target[valid])
+    return loss, probs

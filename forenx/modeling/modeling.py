@@ -1,0 +1,168 @@
+"""`ForenXForConditionalGeneration`: LLaVA with a DINOv2 branch, forgery-aware fusion and a
+probability mapper.
+
+Built on transformers' LLaVA classes: the placeholder splice, KV cache, generation, gradient
+checkpointing and quantisation come from there. ForenX replaces ``get_image_features``
+(CLIP + DINOv2 -> fusion -> LLaVA projector) and extends ``forward`` with the mapper loss.
+Parameter names of the CLIP tower, projector and LM equal LLaVA's, so a LLaVA checkpoint's
+weights load into ForenX unchanged (see :func:`forenx.modeling.builder.build_model`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, GenerationMixin
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.llava.modeling_llava import (
+    LlavaCausalLMOutputWithPast,
+    LlavaForConditionalGeneration,
+    LlavaModel,
+    LlavaMultiModalProjector,
+    LlavaPreTrainedModel,
+)
+
+from forenx.modeling.configuration import ForenXConfig
+from forenx.modeling.fusion import ForgeryAwareFusion
+from forenx.modeling.heads import mapper_loss, prob_fake
+from forenx.modeling.vision import clip_patch_features, dino_patch_features, normalize
+
+__all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "ForenXModel", "ForenXPreTrainedModel"]
+
+
+@dataclass
+class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
+    """LLaVA's output plus the ForenX losses and probability.
+
+    ``loss`` = ``lm_loss`` + ``mapper_loss_weight`` * ``mapper_loss`` (when labels are given);
+    ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
+    sequence has none).
+    """
+
+    lm_loss: torch.FloatTensor | None = None
+    mapper_loss: torch.FloatTensor | None = None
+    prob_fake: torch.FloatTensor | None = None
+
+
+class ForenXPreTrainedModel(LlavaPreTrainedModel):
+    config: ForenXConfig
+    config_class = ForenXConfig
+
+
+class ForenXModel(ForenXPreTrainedModel, LlavaModel):
+    """LLaVA's model with ``dino_tower`` and ``fusion`` between ``vision_tower`` (CLIP) and the projector."""
+
+    def __init__(self, config: ForenXConfig):
+        ForenXPreTrainedModel.__init__(self, config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.dino_tower = AutoModel.from_config(config.dino_config)
+        self.fusion = ForgeryAwareFusion(
+            clip_dim=config.vision_config.hidden_size,
+            dino_dim=config.dino_config.hidden_size,
+            fusion_dim=config.fusion_dim,
+            num_heads=config.fusion_heads,
+            dino_heads=config.dino_config.num_attention_heads,
+            mlp_ratio=config.fusion_mlp_ratio,
+            attention_bias=config.fusion_attention_bias,
+            bias_hidden=config.fusion_bias_hidden,
+            layer_norm_eps=config.vision_config.layer_norm_eps,
+        )
+        self.multi_modal_projector = LlavaMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        if config.freeze_vision:
+            self.vision_tower.requires_grad_(False)
+            self.dino_tower.requires_grad_(False)
+        self.post_init()
+
+    def get_image_features(self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None,
+                           vision_feature_select_strategy: str | None = None, **kwargs) -> BaseModelOutputWithPooling:
+        """Fused, projected image tokens: ``pooler_output`` is a list of ``(N, text_hidden)``
+        tensors, one per image; ``attentions`` holds the fusion attention ``(B, heads, N, N)``.
+
+        ``pixel_values`` ``(B, 3, S, S)`` are in [0, 1]; each tower normalises with its own statistics.
+        """
+        config = self.config
+        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        dtype = self.vision_tower.dtype
+        pixel_values = pixel_values.to(dtype)
+        clip_tokens = clip_patch_features(
+            self.vision_tower, normalize(pixel_values, config.clip_image_mean, config.clip_image_std), layer)
+        dino_tokens, dino_attention = dino_patch_features(
+            self.dino_tower, normalize(pixel_values, config.dino_image_mean, config.dino_image_std).to(self.dino_tower.dtype))
+        fusion_dtype = self.fusion.q_proj.weight.dtype
+        fused, fusion_attention = self.fusion(
+            clip_tokens.to(fusion_dtype), dino_tokens.to(fusion_dtype),
+            dino_attention if config.fusion_attention_bias else None)
+        projected = self.multi_modal_projector(fused.to(self.multi_modal_projector.linear_1.weight.dtype))
+        return BaseModelOutputWithPooling(last_hidden_state=fused, pooler_output=list(projected),
+                                          attentions=(fusion_attention,))
+
+
+class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalGeneration, GenerationMixin):
+    """The ForenX model: LLaVA generation over fused CLIP+DINOv2 tokens, plus the P(fake) mapper.
+
+    ``forward(labels=...)`` returns ``loss`` (the weighted sum), ``lm_loss``, ``mapper_loss`` and
+    ``prob_fake``. :meth:`predict_proba` gives P(fake) in one forward pass; :meth:`generate_with_proba`
+    generates text and returns P(fake) from the first generated step.
+    """
+
+    def __init__(self, config: ForenXConfig):
+        ForenXPreTrainedModel.__init__(self, config)
+        self.model = ForenXModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, cache=None,
+                inputs_embeds=None, labels=None, logits_to_keep=0, **kwargs) -> ForenXCausalLMOutputWithPast:
+        if "past_key_values" in kwargs:  # the name generate() and older callers use
+            cache = kwargs.pop("past_key_values")
+        kwargs.pop("return_dict", None)  # always a dataclass: the extra fields need it
+        outputs = super().forward(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                                  position_ids=position_ids, cache=cache, inputs_embeds=inputs_embeds,
+                                  labels=labels, logits_to_keep=logits_to_keep, return_dict=True, **kwargs)
+        result = ForenXCausalLMOutputWithPast(**outputs)
+        if labels is not None:
+            result.lm_loss = outputs.loss
+            if self.config.verdict_token_ids is None or self.config.answer_prefix_ids is None:
+                raise ValueError("ForenXConfig.verdict_token_ids / answer_prefix_ids are not set; build the model "
+                                 "with forenx.build_model (it reads them from the tokenizer).")
+            result.mapper_loss, result.prob_fake = mapper_loss(
+                outputs.logits, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids,
+                self.config.mapper_temperature)
+            result.loss = result.lm_loss + self.config.mapper_loss_weight * result.mapper_loss
+        return result
+
+    def prob_fake_from_logits(self, verdict_slot_logits: torch.Tensor) -> torch.Tensor:
+        """P(fake) ``(B,)`` from LM logits ``(B, V)`` at the verdict slot (e.g. ``generate``'s first
+        step: ``generate(..., output_logits=True, return_dict_in_generate=True).logits[0]`` when the
+        prompt ends with the answer prefix)."""
+        ids = torch.as_tensor(self.config.verdict_token_ids, device=verdict_slot_logits.device)
+        return prob_fake(verdict_slot_logits[:, ids], self.config.mapper_temperature)
+
+    @torch.no_grad()
+    def predict_proba(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """P(fake) for a batch in one forward pass, no generation.
+
+        The inputs must end with the answer prefix (left padding), as
+        :meth:`ForenXProcessor.verdict_inputs <forenx.modeling.processing.ForenXProcessor.verdict_inputs>`
+        builds them: prompt + generation prompt + :data:`forenx.schema.ANSWER_PREFIX`.
+        """
+        outputs = self(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                       logits_to_keep=1, use_cache=False, **kwargs)
+        return self.prob_fake_from_logits(outputs.logits[:, -1])
+
+    @torch.no_grad()
+    def generate_with_proba(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+                            attention_mask: torch.Tensor | None = None, **generate_kwargs):
+        """``generate`` plus P(fake): returns ``(sequences, prob_fake)``.
+
+        The prompt must end with the answer prefix (``processor.verdict_inputs``), so the first
+        generated token is the verdict and its raw logits give P(fake) whatever the sampling settings.
+        The returned sequences include the prompt, as ``generate``'s do.
+        """
+        generated = self.generate(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                                  output_logits=True, return_dict_in_generate=True, **generate_kwargs)
+        return generated.sequences, self.prob_fake_from_logits(generated.logits[0])
