@@ -15,6 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Fixture folders hold data and helper scripts, not tests (and --doctest-modules must not import them).
+collect_ignore_glob = ["fixtures/*"]
+
 
 @pytest.fixture
 def fixtures() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from browser import chromium_binary, dump_dom, screenshot
+from tests.inference.browser import chromium_binary, dump_dom, screenshot
 from PIL import Image
 
 from forenx.inference.evidence import run_evidence
