@@ -23,6 +23,7 @@ _LAZY = {
     "ForenXProcessor": "forenx.modeling",
     "build_model": "forenx.modeling",
     "tiny_model": "forenx.modeling",
+    "Explainer": "forenx.inference.explainer",
 }
 
 
