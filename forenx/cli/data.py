@@ -192,3 +192,7 @@ from forenx.data.synth.cli import synth_command  # noqa: E402  (typer only; heav
 
 app.command("synth")(synth_command)
 
+
+from forenx.hub.cli import push_dataset_command  # noqa: E402  (typer only; heavy imports happen inside)
+
+app.command("push")(push_dataset_command)
