@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 TORCH ?= torch==2.13.0
 
-.PHONY: setup test test-fast lint bench clean
+.PHONY: setup browser test test-fast lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,8 +14,15 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[all,dev]"
 
-test:
-	$(BIN)/python -m pytest -q
+# The HTML report is checked in headless Chromium (Debian's package; no browser download).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "install Debian's chromium package (sudo apt-get install chromium) to run the browser tests"; exit 1; }
+
+# pytest's exit code 5 (no tests collected) must not pass for success.
+test: browser
+	@$(BIN)/python -m pytest -q; code=$$?; \
+	  if [ $$code -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$code
 
 test-fast:
 	$(BIN)/python -m pytest -q -m "not slow"
