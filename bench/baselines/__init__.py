@@ -1,0 +1,1 @@
+"""Straightforward reference implementations that the benchmarks compare ForenX against."""

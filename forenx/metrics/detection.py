@@ -1,0 +1,186 @@
+"""Detection metrics: accuracy on real, on fake and overall; AUC, AP and F1 from P(fake); ECE; a
+temperature fit for calibration; all overall and per generator.
+
+An unparseable answer (verdict None) is WRONG, never a coin flip: it is counted as the opposite of
+the label for accuracy and F1, and — when the model gave no P(fake) either — it gets the worst
+possible score for AUC / AP. Where the probability mapper's P(fake) is present it is used for AUC,
+AP, F1 and ECE; otherwise the verdict stands in as 1.0 (fake) or 0.0 (real).
+
+>>> r = detection_metrics(["fake", "real", "fake"], ["fake", "real", None], prob_fake=[0.9, 0.2, None])
+>>> r["accuracy"], r["accuracy_real"], r["accuracy_fake"], r["unparseable"]
+(0.6667, 1.0, 0.5, 1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from forenx.schema import Verdict
+
+__all__ = [
+    "apply_temperature",
+    "detection_metrics",
+    "expected_calibration_error",
+    "fake_scores",
+    "fit_temperature",
+]
+
+
+def _labels(values: Sequence[Any], what: str) -> list[Verdict | None]:
+    return [Verdict.coerce(v) for v in values]
+
+
+def fake_scores(labels: Sequence[Any], verdicts: Sequence[Any], prob_fake: Sequence[float | None] | None = None
+                ) -> np.ndarray:
+    """Score of "fake" per sample: P(fake) where present, else the verdict (1 / 0), else the wrong end.
+
+    >>> fake_scores(["fake", "real", "fake"], ["fake", None, None], [None, None, 0.7]).tolist()
+    [1.0, 1.0, 0.7]
+    """
+    y = _labels(labels, "label")
+    v = _labels(verdicts, "verdict")
+    p = list(prob_fake) if prob_fake is not None else [None] * len(y)
+    out = np.empty(len(y), dtype=np.float64)
+    for i, (label, verdict, prob) in enumerate(zip(y, v, p)):
+        if prob is not None and not (isinstance(prob, float) and math.isnan(prob)):
+            out[i] = float(prob)
+        elif verdict is not None:
+            out[i] = 1.0 if verdict is Verdict.FAKE else 0.0
+        else:  # unparseable and no probability: as wrong as possible
+            out[i] = 0.0 if label is Verdict.FAKE else 1.0
+    return out
+
+
+def expected_calibration_error(prob_fake: Sequence[float], labels: Sequence[Any], n_bins: int = 15) -> float:
+    """ECE of the predicted class's confidence, ``n_bins`` equal-width bins over [0, 1].
+
+    >>> expected_calibration_error([0.9, 0.8, 0.3], ["fake", "real", "real"])
+    0.4
+    """
+    p = np.asarray(prob_fake, dtype=np.float64)
+    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels])
+    if len(p) == 0:
+        return 0.0
+    predicted_fake = p >= 0.5
+    confidence = np.where(predicted_fake, p, 1.0 - p)
+    correct = predicted_fake == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin i holds confidences in (edge_i, edge_i+1]; 0 falls in the first bin.
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return round(float(ece), 4)
+
+
+def _as_fake_logits(values: Sequence[Any]) -> np.ndarray:
+    """Logit of fake: from (real, fake) logit pairs, or from P(fake)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 2:
+        if arr.shape[1] != 2:
+            raise ValueError(f"logits must be (n, 2) for (real, fake), got shape {arr.shape}")
+        return arr[:, 1] - arr[:, 0]
+    p = np.clip(arr, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_temperature(values: Sequence[Any], labels: Sequence[Any]) -> float:
+    """Temperature T minimising the NLL of softmax(logits / T) on a validation split.
+
+    ``values`` are (real, fake) logits of shape (n, 2) or P(fake) of shape (n,).
+
+    >>> round(fit_temperature([[0.0, 4.0], [0.0, -4.0], [0.0, 4.0], [0.0, 4.0]], ["fake", "real", "real", "fake"]), 2)
+    3.64
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = _as_fake_logits(values)
+    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels], dtype=np.float64)
+    if len(z) != len(y) or not len(z):
+        raise ValueError(f"need as many labels as logits (got {len(y)} and {len(z)}), at least one")
+
+    def nll(log_t: float) -> float:
+        s = z / math.exp(log_t)
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))  # -log sigmoid(s) for fake, -log(1-sigmoid) for real
+
+    best = minimize_scalar(nll, bounds=(math.log(1e-2), math.log(1e2)), method="bounded",
+                           options={"xatol": 1e-6})
+    return float(math.exp(best.x))
+
+
+def apply_temperature(values: Sequence[Any], temperature: float) -> np.ndarray:
+    """Calibrated P(fake) = sigmoid(logit_fake / T).
+
+    >>> apply_temperature([0.5, 0.9], 1.0).round(4).tolist()
+    [0.5, 0.9]
+    """
+    z = _as_fake_logits(values) / float(temperature)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _group_metrics(y: np.ndarray, predicted_fake: np.ndarray, unparseable: np.ndarray, scores: np.ndarray,
+                   probs: list[float | None], labels: list[Verdict | None]) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    correct = (predicted_fake == y) & ~unparseable
+    real, fake = ~y, y
+    out: dict[str, Any] = {
+        "n": len(y), "n_real": int(real.sum()), "n_fake": int(fake.sum()), "unparseable": int(unparseable.sum()),
+        "accuracy": round(float(correct.mean()), 4) if len(y) else None,
+        "accuracy_real": round(float(correct[real].mean()), 4) if real.any() else None,
+        "accuracy_fake": round(float(correct[fake].mean()), 4) if fake.any() else None,
+    }
+    both = real.any() and fake.any()
+    out["auc"] = round(float(roc_auc_score(y, scores)), 4) if both else None
+    out["ap"] = round(float(average_precision_score(y, scores)), 4) if fake.any() else None
+    out["f1"] = round(float(f1_score(y, scores >= 0.5, zero_division=0.0)), 4) if len(y) else None
+    with_prob = [i for i, p in enumerate(probs) if p is not None]
+    out["n_with_prob"] = len(with_prob)
+    out["ece"] = (expected_calibration_error([probs[i] for i in with_prob], [labels[i] for i in with_prob])
+                  if with_prob else None)
+    return out
+
+
+def detection_metrics(labels: Sequence[Any], verdicts: Sequence[Any], *,
+                      prob_fake: Sequence[float | None] | None = None,
+                      generators: Sequence[str | None] | None = None) -> dict[str, Any]:
+    """Detection metrics overall and per generator (real images have their own generator, often None).
+
+    ``labels``: "real" / "fake" per image (others are skipped and counted in ``skipped_unlabelled``);
+    ``verdicts``: the parsed verdicts, None for an unparseable answer (counted wrong).
+    """
+    if len(labels) != len(verdicts):
+        raise ValueError(f"{len(labels)} labels but {len(verdicts)} verdicts")
+    probs_all = list(prob_fake) if prob_fake is not None else [None] * len(labels)
+    gens_all = list(generators) if generators is not None else [None] * len(labels)
+    if not len(probs_all) == len(gens_all) == len(labels):
+        raise ValueError("labels, verdicts, prob_fake and generators must have the same length")
+    keep = [i for i, label in enumerate(labels) if Verdict.coerce(label) is not None]
+    y_lab = [Verdict.coerce(labels[i]) for i in keep]
+    v_lab = [Verdict.coerce(verdicts[i]) for i in keep]
+    probs = [None if probs_all[i] is None else float(probs_all[i]) for i in keep]
+    gens = [gens_all[i] for i in keep]
+    y = np.array([label is Verdict.FAKE for label in y_lab], dtype=bool)
+    unparseable = np.array([v is None for v in v_lab], dtype=bool)
+    predicted_fake = np.array([v is Verdict.FAKE for v in v_lab], dtype=bool)
+    scores = fake_scores(y_lab, v_lab, probs)
+
+    result = _group_metrics(y, predicted_fake, unparseable, scores, probs, y_lab)
+    result["skipped_unlabelled"] = len(labels) - len(keep)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(gens):
+        groups["(none)" if g is None else str(g)].append(i)
+    if generators is not None:
+        result["per_generator"] = {
+            g: _group_metrics(y[idx], predicted_fake[idx], unparseable[idx], scores[idx],
+                              [probs[i] for i in idx], [y_lab[i] for i in idx])
+            for g, idx in sorted(groups.items())
+        }
+    return result

@@ -1,0 +1,74 @@
+"""Detection metrics: unparseable answers are wrong, per-generator breakdown, ECE and temperature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forenx.metrics.detection import (
+    apply_temperature,
+    detection_metrics,
+    expected_calibration_error,
+    fake_scores,
+    fit_temperature,
+)
+
+
+def test_accuracy_per_class_counts_unparseable_as_wrong():
+    labels = ["real", "real", "fake", "fake", "fake"]
+    verdicts = ["real", None, "fake", None, "real"]
+    r = detection_metrics(labels, verdicts)
+    assert (r["accuracy"], r["accuracy_real"], r["accuracy_fake"]) == (0.4, 0.5, round(1 / 3, 4))
+    assert r["unparseable"] == 2 and r["n_real"] == 2 and r["n_fake"] == 3
+    # Without probabilities an unparseable answer is scored at the wrong end: AUC as for wrong answers.
+    wrong = detection_metrics(labels, ["real", "fake", "fake", "real", "real"])
+    assert r["auc"] == wrong["auc"] and r["ap"] == wrong["ap"] and r["f1"] == wrong["f1"]
+    assert r["ece"] is None and r["n_with_prob"] == 0
+
+
+def test_auc_ap_f1_use_prob_fake_where_present():
+    labels = ["real", "real", "fake", "fake"]
+    verdicts = ["real", "fake", "fake", None]
+    probs = [0.1, 0.6, 0.9, 0.7]
+    r = detection_metrics(labels, verdicts, prob_fake=probs)
+    assert r["auc"] == 1.0 and r["ap"] == 1.0  # every fake above every real
+    assert r["f1"] == pytest.approx(0.8)  # threshold 0.5: TP 2, FP 1, FN 0
+    assert r["accuracy"] == 0.5  # the unparseable answer stays wrong for accuracy
+    assert fake_scores(labels, verdicts, probs).tolist() == probs
+
+
+def test_per_generator_and_unlabelled():
+    labels = ["fake", "fake", "real", "unknown"]
+    verdicts = ["fake", "real", "real", "fake"]
+    r = detection_metrics(labels, verdicts, generators=["sdxl", "flux", None, "sdxl"])
+    assert r["skipped_unlabelled"] == 1 and r["n"] == 3
+    per = r["per_generator"]
+    assert set(per) == {"sdxl", "flux", "(none)"}
+    assert per["sdxl"]["accuracy_fake"] == 1.0 and per["flux"]["accuracy_fake"] == 0.0
+    assert per["(none)"]["accuracy_real"] == 1.0 and per["(none)"]["auc"] is None  # one class only
+
+
+def test_ece_by_hand():
+    # Confidences 0.9 (right), 0.8 (wrong), 0.7 (right), each alone in its bin.
+    assert expected_calibration_error([0.9, 0.8, 0.3], ["fake", "real", "real"]) == 0.4
+    # Perfectly calibrated within one bin: 4 samples at confidence 0.75, 3 right.
+    assert expected_calibration_error([0.75, 0.75, 0.75, 0.25], ["fake", "fake", "real", "real"]) == 0.0
+    # Same confidences, half right: |0.5 - 0.75|.
+    assert expected_calibration_error([0.75, 0.75, 0.75, 0.25], ["fake", "real", "real", "real"]) == 0.25
+    assert expected_calibration_error([1.0, 0.0], ["fake", "real"]) == 0.0
+
+
+def test_temperature_fit_minimises_nll_and_improves_calibration():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 2, size=2000)
+    labels = np.where(rng.random(2000) < 1 / (1 + np.exp(-true_logit)), "fake", "real")
+    overconfident = np.stack([np.zeros(2000), 3.0 * true_logit], axis=1)  # logits 3x too sharp
+    t = fit_temperature(overconfident, labels)
+    assert t == pytest.approx(3.0, rel=0.15)
+    before = expected_calibration_error(apply_temperature(overconfident, 1.0), labels)
+    after = expected_calibration_error(apply_temperature(overconfident, t), labels)
+    assert after < before / 2
+    # Probabilities work too, and give the same temperature as the logits they come from.
+    assert fit_temperature(apply_temperature(overconfident, 1.0), labels) == pytest.approx(t, rel=1e-3)
+    with pytest.raises(ValueError, match="as many labels"):
+        fit_temperature([0.5, 0.6], ["fake"])
