@@ -93,3 +93,20 @@ def score(
     (out / "metrics.md").write_text(table, encoding="utf-8")
     typer.echo(table)
     typer.echo(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(ctx: typer.Context) -> None:
+    """Batch reasoning eval in this process: the same as `python eval/run_eval.py --config ... [--field value]`.
+
+    For several processes or nodes use `accelerate launch eval/run_eval.py ...`.
+    """
+    from forenx.evaluation import EvalConfigError, EvalRunError, parse_eval_args, run_evaluation
+
+    try:
+        metrics = run_evaluation(parse_eval_args(list(ctx.args)))
+    except (EvalConfigError, EvalRunError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if metrics is not None:
+        typer.echo(f"wrote {metrics['config']['output_dir']}/metrics.json and report.md")
