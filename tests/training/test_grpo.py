@@ -1,0 +1,186 @@
+"""GRPO in one process on the tiny model: settings checks, the prompt (same tokens as SFT and
+explain, ending in the answer prefix), a short run from a tiny SFT checkpoint that logs every
+reward, trains the new adapters, saves and reloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from forenx.data.collate import render_record
+from forenx.data.records import Record
+from forenx.data.synth import synthesize
+from forenx.modeling.builder import tiny_model
+from forenx.schema import ANSWER_PREFIX
+from forenx.training.checkpoint import is_adapter_checkpoint, load_checkpoint
+from forenx.training.config import parse_sft_args
+from forenx.training.grpo import GroupHealthCallback, build_grpo_trainer, grpo_prompt, run_grpo
+from forenx.training.grpo_config import GRPOConfigError, parse_grpo_args
+from forenx.training.rewards import completion_text
+from forenx.training.sft import run_sft
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_YAML = REPO / "recipes" / "configs" / "grpo_tiny.yaml"
+SFT_YAML = REPO / "recipes" / "configs" / "sft_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("synth") / "fs"
+    synthesize(folder, n=24, seed=0, size=64, workers=1)
+    return folder / "records.jsonl"
+
+
+@pytest.fixture(scope="module")
+def sft_checkpoint(synth, tmp_path_factory) -> Path:
+    """A tiny SFT LoRA checkpoint, two steps of the SFT recipe's library."""
+    out = tmp_path_factory.mktemp("sft") / "run"
+    run_sft(*parse_sft_args([
+        "--config", str(SFT_YAML), "--train_file", str(synth), "--output_dir", str(out), "--report_to", "none",
+        "--per_device_train_batch_size", "4", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+        "--warmup_steps", "0", "--validate_images", "false"]))
+    assert is_adapter_checkpoint(out)
+    return out
+
+
+def text_length_reward(completions, **kwargs):
+    """A reward that differs between random completions (the forensic ones are all 0 for a barely
+    trained model), so a two-step test run has a learning signal; passed by import path."""
+    return [len(completion_text(c)) / 100 for c in completions]
+
+
+LENGTH_REWARD = f"{__name__}.text_length_reward"
+
+
+def grpo_args(synth: Path, model: Path | str, output_dir: Path, *extra: str):
+    return parse_grpo_args([
+        "--config", str(TINY_YAML), "--model_name_or_path", str(model), "--train_file", str(synth),
+        "--output_dir", str(output_dir), "--report_to", "none", "--logging_steps", "1", "--save_strategy", "no",
+        "--max_completion_length", "24", "--validate_images", "false", *extra])
+
+
+def test_batch_arithmetic_is_checked_with_a_readable_message(synth, tmp_path):
+    with pytest.raises(GRPOConfigError, match=r"per_device_train_batch_size 3 x 1 process x steps_per_generation 1 = 3 "
+                                              r"completions is not a multiple of num_generations 4.*Fix: "):
+        grpo_args(synth, "tiny", tmp_path, "--per_device_train_batch_size", "3")
+    with pytest.raises(GRPOConfigError, match="at least 2"):
+        grpo_args(synth, "tiny", tmp_path, "--num_generations", "1")
+    with pytest.raises(GRPOConfigError, match="reward_weights has 2 values for 4 reward_funcs"):
+        grpo_args(synth, "tiny", tmp_path, "--reward_weights", "1", "1")
+    with pytest.raises(GRPOConfigError, match="reward_funcs"):
+        grpo_args(synth, "tiny", tmp_path, "--reward_funcs", "format", "style")
+
+
+def test_prompt_is_the_sft_and_explain_prompt_plus_the_answer_prefix():
+    _, processor = tiny_model()
+    image = Image.new("RGB", (64, 64))
+    prompt = grpo_prompt(processor)
+    sft_prompt = render_record(Record(id="r", image="a.png", label="fake"), processor, prompt_only=True).prompt
+    assert prompt == sft_prompt + ANSWER_PREFIX
+    ids = processor(text=[prompt], images=[image], add_special_tokens=False)["input_ids"][0]
+    assert ids == processor.verdict_inputs([image])["input_ids"][0].tolist()  # what forenx explain feeds
+    training = render_record(Record(id="r", image="a.png", label="fake"), processor)
+    train_ids = processor(text=[training.text], images=[image], add_special_tokens=False)["input_ids"][0]
+    assert train_ids[:len(ids)] == ids  # the SFT row continues these exact tokens with the verdict
+
+
+def test_run_from_sft_checkpoint_logs_every_reward_trains_saves_and_reloads(synth, sft_checkpoint, tmp_path):
+    out = tmp_path / "grpo"
+    args = grpo_args(synth, sft_checkpoint, out, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "2",
+                     "--reward_funcs", "format", "verdict", "explanation", "severity", "calibration", LENGTH_REWARD,
+                     "--reward_weights", "0.5", "1", "1", "0.5", "0", "1", "--learning_rate", "0.05")
+    trainer = build_grpo_trainer(*args)
+    health = next(c for c in trainer.callback_handler.callbacks if isinstance(c, GroupHealthCallback))
+    # The prompt the trainer generates from ends with the answer prefix, then the verdict comes.
+    row = trainer.train_dataset[0]
+    prompt_ids, _, fields = trainer._tokenize_prompts([[{**m, "content": [
+        {**part, "image": row["image"]} if part["type"] == "image" else part for part in m["content"]]}
+        for m in row["prompt"]]])
+    assert prompt_ids[0][-len(trainer.model.config.answer_prefix_ids):] == list(trainer.model.config.answer_prefix_ids)
+    assert fields["pixel_values"].shape[0] == 1
+
+    lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert lora and all("lora_" in n and ".language_model." in n for n in lora)
+    trainer.train()
+    trainer.save_model(str(out))
+
+    logs = [entry for entry in trainer.state.log_history if "reward" in entry]
+    assert len(logs) == 2
+    for name in ("format_reward", "verdict_reward", "explanation_reward", "calibration_reward", "text_length_reward"):
+        assert all(entry[f"rewards/{name}/mean"] is not None for entry in logs), name
+    assert all("rewards/severity_reward/mean" in entry for entry in logs)
+    assert all("frac_reward_zero_std" in entry and "completions/clipped_ratio" in entry for entry in logs)
+    assert 0.0 <= logs[0]["rewards/calibration_reward/mean"] <= 1.0
+    # With 24 tokens, almost every completion is cut: the callback says so.
+    assert any("max_completion_length" in warning for warning in health.warnings)
+    changed = [n for n, p in trainer.model.named_parameters() if n in lora and not torch.equal(p, lora[n])]
+    assert any("lora_B" in n for n in changed)
+
+    for folder in (out, out / "checkpoint-2"):
+        assert is_adapter_checkpoint(folder) and (folder / "processor_config.json").is_file()
+        run = yaml.safe_load((folder / "forenx_run.yaml").read_text())
+        assert run["stage"] == "grpo" and Path(run["model"]["model_name_or_path"]) == sft_checkpoint.resolve()
+    model, processor = load_checkpoint(out)
+    merged = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+    image = Image.new("RGB", (64, 64), (120, 60, 30))
+    inputs = processor.verdict_inputs([image])
+    torch.testing.assert_close(model.predict_proba(**inputs), merged.eval().predict_proba(**inputs))
+
+
+def test_calibration_prob_fake_is_one_value_per_prompt(synth, tmp_path):
+    trainer = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "cal", "--reward_funcs", "verdict", "calibration", "--reward_weights", "1", "0"))
+    rows = [trainer.train_dataset[i] for i in (0, 0, 1, 1)]
+    trainer._add_prob_fake(rows)
+    probs = [row["prob_fake"] for row in rows]
+    assert probs[0] == probs[1] and probs[2] == probs[3] and all(0.0 <= p <= 1.0 for p in probs)
+    inputs = trainer.processing_class.verdict_inputs([rows[2]["image"]])
+    assert probs[2] == pytest.approx(float(trainer.model.get_base_model().predict_proba(**inputs)[0]), abs=1e-5)
+
+
+def test_zero_variance_groups_warn():
+    callback = GroupHealthCallback(zero_std_warning=0.5, clipped_warning=0.2)
+
+    class State:
+        is_world_process_zero, global_step = True, 7
+
+    class Args:
+        num_generations, max_completion_length = 4, 64
+
+    callback.on_log(Args(), State(), None, logs={"frac_reward_zero_std": 0.75, "completions/clipped_ratio": 0.0})
+    assert len(callback.warnings) == 1 and "75% of prompt groups" in callback.warnings[0]
+    callback.on_log(Args(), State(), None, logs={"frac_reward_zero_std": 0.25, "completions/clipped_ratio": 0.1})
+    assert len(callback.warnings) == 1
+
+
+def test_run_grpo_from_the_random_tiny_model(synth, tmp_path):
+    trainer = run_grpo(*grpo_args(synth, "tiny", tmp_path / "tiny", "--max_steps", "1",
+                                  "--reward_funcs", "format", "verdict", "--reward_weights", "1", "1"))
+    assert trainer.state.global_step == 1
+    assert (tmp_path / "tiny" / "adapter_model.safetensors").is_file()
+
+
+def test_gpu_config_parses_and_its_batch_arithmetic_holds_on_eight_gpus(synth, tmp_path, monkeypatch):
+    gpu_yaml = str(REPO / "recipes" / "configs" / "grpo.yaml")
+    common = ["--config", gpu_yaml, "--train_file", str(synth), "--output_dir", str(tmp_path), "--bf16", "false",
+              "--report_to", "none"]
+    _, _, args = parse_grpo_args(common)
+    assert args.generation_batch_size == 8 * 1 * 4 and args.num_generations == 8
+    assert args.reward_funcs == ["format", "verdict", "explanation", "severity"] and len(args.reward_weights) == 4
+    monkeypatch.setenv("WORLD_SIZE", "3")  # 8 x 3 x 4 = 96: whole groups of 8 still
+    with pytest.raises(GRPOConfigError, match="= 18 completions is not a multiple of num_generations 8"):
+        parse_grpo_args(common + ["--per_device_train_batch_size", "6", "--steps_per_generation", "1"])
+
+
+def test_qlora_trains_adapters_on_a_4bit_language_model(synth, tmp_path):
+    trainer = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "qlora", "--finetuning", "qlora", "--max_steps",
+                                            "1", "--reward_funcs", "format", LENGTH_REWARD, "--reward_weights", "1", "1"))
+    quantized = [n for n, m in trainer.model.named_modules() if type(m).__name__ == "Linear4bit"]
+    assert quantized and all(".language_model." in n for n in quantized)
+    lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert any(not torch.equal(p, lora[n]) for n, p in trainer.model.named_parameters() if n in lora)
