@@ -63,9 +63,7 @@ class ForenXProcessor(LlavaProcessor):
         ``model.predict_proba(**inputs)`` or ``model.generate_with_proba(**inputs)``."""
         images = list(images) if isinstance(images, (list, tuple)) else [images]
         text = [self.prompt(**message_kwargs) + ANSWER_PREFIX] * len(images)
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
-        try:
-            return self(images=images, text=text, padding=True, return_tensors="pt")
-        finally:
-            self.tokenizer.padding_side = side
+        # The chat template writes any BOS itself: the tokenizer must not add one more (training's
+        # collator tokenizes the same way, so inference sees exactly the training prompt).
+        return self(images=images, text=text, padding=True, padding_side="left", add_special_tokens=False,
+                    return_tensors="pt")

@@ -33,3 +33,27 @@ def test_processor_round_trips(tiny, images, tmp_path):
     assert loaded.chat_template == processor.chat_template
     a, b = processor.verdict_inputs(images), loaded.verdict_inputs(images)
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_verdict_inputs_equal_the_training_prompt_with_a_bos_adding_tokenizer(images, tmp_path):
+    """A Llama-style tokenizer prepends BOS by itself; the chat template already wrote one, so the
+    inference prompt must still be exactly the training prompt (the collator's prompt part)."""
+    from tokenizers.processors import TemplateProcessing
+
+    from forenx.data.collate import ForensicChatCollator
+    from forenx.data.records import Record
+    from forenx.modeling import tiny_model
+    from forenx.modeling.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer("vicuna")
+    bos_id = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos_id)])
+    assert tokenizer("x")["input_ids"][0] == bos_id
+    _, processor = tiny_model(0, tokenizer=tokenizer)
+    images[0].save(tmp_path / "a.png")
+    record = Record(id="a", image="a.png", label="fake")
+    prompt = ForensicChatCollator(processor, tmp_path, prompt_only=True)([record])["input_ids"][0].tolist()
+    inference = processor.verdict_inputs(images[:1])["input_ids"][0].tolist()
+    prefix = processor.tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
+    assert inference == prompt + prefix
+    assert inference.count(bos_id) == 1
