@@ -158,7 +158,7 @@ def threshold_scores(matched: Sequence[float], num_pred: int, num_gt: int,
     }
 
 
-def _pair_similarities(predictions: Sequence[Sequence[tuple[str, str]]],
+def pair_similarities(predictions: Sequence[Sequence[tuple[str, str]]],
                        ground_truth: Sequence[Sequence[tuple[str, str]]],
                        scorer: Any) -> list[tuple[np.ndarray, np.ndarray]]:
     """(phenomenon, reasoning) similarity matrices of every image, from ONE scorer call."""
@@ -186,7 +186,7 @@ def image_semantic_scores(predicted: Sequence[Quadruple | Mapping[str, Any]],
     """SemAP / SemF1 of one image (e.g. a GRPO explanation reward); returns the matched pairs too."""
     preds = [anomaly_texts(a) for a in predicted]
     gts = [anomaly_texts(a) for a in reference]
-    phe, rea = _pair_similarities([preds], [gts], scorer)[0]
+    phe, rea = pair_similarities([preds], [gts], scorer)[0]
     pairs = greedy_match(fuse_scores(phe, rea, alpha)) if preds and gts else []
     result = threshold_scores([s for _, _, s in pairs], len(preds), len(gts), thresholds)
     result["pairs"] = pairs
@@ -254,7 +254,7 @@ def semantic_scores(
 
     pred_texts = [[anomaly_texts(a) for a in (preds_by_id.get(k) or [])] for k in images]
     gt_texts = [[anomaly_texts(a) for a in (gts_by_id[k] or [])] for k in images]
-    similarities = _pair_similarities(pred_texts, gt_texts, scorer)
+    similarities = pair_similarities(pred_texts, gt_texts, scorer)
 
     classification_aware = verdicts is not None and labels is not None
     if classification_aware:

@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from forenx.metrics.semantic import anomaly_texts, fuse_scores, greedy_match, threshold_scores
+from forenx.metrics.semantic import (
+    anomaly_texts,
+    fuse_scores,
+    greedy_match,
+    pair_similarities,
+    threshold_scores,
+)
 from forenx.schema import ANSWER_PREFIX, SEVERITY_MAX, SEVERITY_MIN, ForensicReport, Verdict, parse_answer
 
 __all__ = [
@@ -198,22 +204,10 @@ def _matches(reports: Sequence[ForensicReport], references: Sequence[Sequence[An
     """
     preds = [[anomaly_texts(q) for q in report.anomalies] for report in reports]
     refs = [[anomaly_texts(q) for q in (reference or [])] for reference in references]
-    candidates: list[str] = []
-    targets: list[str] = []
-    for p, r in zip(preds, refs):
-        for p_phe, p_rea in p:
-            for r_phe, r_rea in r:
-                candidates += [p_phe, p_rea]
-                targets += [r_phe, r_rea]
-    flat = np.asarray(scorer.score_pairs(candidates, targets), dtype=np.float32) if candidates \
-        else np.zeros(0, np.float32)
-    out, start = [], 0
-    for p, r in zip(preds, refs):
-        m, n = len(p), len(r)
-        block = flat[start:start + 2 * m * n].reshape(m, n, 2)
-        start += 2 * m * n
-        pairs = greedy_match(fuse_scores(block[:, :, 0], block[:, :, 1], alpha)) if m and n else []
-        out.append((pairs, m, n))
+    out = []
+    for (phenomenon, reasoning), p, r in zip(pair_similarities(preds, refs, scorer), preds, refs):
+        pairs = greedy_match(fuse_scores(phenomenon, reasoning, alpha)) if p and r else []
+        out.append((pairs, len(p), len(r)))
     return out
 
 
