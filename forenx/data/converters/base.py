@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,3 +73,21 @@ def join_image_path(prefix: str, relative: str) -> str:
         relative = relative[2:]
     prefix = prefix.replace("\\", "/").strip("/")
     return f"{prefix}/{relative}" if prefix else relative
+
+
+def llava_turn(conversations: Any, speaker: str = "gpt") -> str:
+    """Text of the first non-empty turn of ``speaker`` in LLaVA-format ``conversations`` ("" if none).
+
+    >>> llava_turn([{"from": "human", "value": "<image>Real?"}, {"from": "gpt", "value": " Fake. "}])
+    'Fake.'
+    >>> llava_turn("not a list")
+    ''
+    """
+    if not isinstance(conversations, list):
+        return ""
+    for turn in conversations:
+        if isinstance(turn, Mapping) and turn.get("from") == speaker:
+            text = str(turn.get("value") or "").strip()
+            if text:
+                return text
+    return ""

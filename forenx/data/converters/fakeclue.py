@@ -20,9 +20,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from forenx.data.converters.base import ConversionResult, join_image_path, load_json
+from forenx.data.converters.base import ConversionResult, join_image_path, llava_turn, load_json
 from forenx.data.records import Record
 
 __all__ = ["LABELS", "NAME", "convert", "verdict_in_text"]
@@ -49,15 +48,6 @@ def verdict_in_text(text: str) -> str | None:
     return verdict
 
 
-def _answer(conversations: Any) -> str | None:
-    if not isinstance(conversations, list):
-        return None
-    for turn in conversations:
-        if isinstance(turn, Mapping) and turn.get("from") == "gpt" and str(turn.get("value") or "").strip():
-            return str(turn["value"]).strip()
-    return None
-
-
 def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None = None) -> ConversionResult:
     """Convert a FakeClue JSON file into records."""
     data = load_json(src)
@@ -77,7 +67,7 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
             result.skip(where, f"label {raw_label!r} is not 0 (fake) or 1 (real)")
             continue
         label = LABELS[raw_label]
-        answer = _answer(item.get("conversations"))
+        answer = llava_turn(item.get("conversations"))
         if answer is None:
             result.skip(where, "no gpt answer in 'conversations'")
             continue

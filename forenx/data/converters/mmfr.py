@@ -24,7 +24,13 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from forenx.data.converters.base import UNRATED_SEVERITY, ConversionResult, join_image_path, load_json
+from forenx.data.converters.base import (
+    UNRATED_SEVERITY,
+    ConversionResult,
+    join_image_path,
+    llava_turn,
+    load_json,
+)
 from forenx.data.records import Record
 from forenx.schema import Quadruple, Verdict
 
@@ -71,14 +77,7 @@ def _training(data: list, image_prefix: str, split: str | None, result: Conversi
             result.skip(where, "not an object with an 'image'")
             continue
         where = f"entry {index} ({item['image']})"
-        answer = next(
-            (
-                str(t.get("value") or "")
-                for t in item.get("conversations") or []
-                if isinstance(t, Mapping) and t.get("from") == "gpt"
-            ),
-            "",
-        )
+        answer = llava_turn(item.get("conversations"))
         label = label_from_conclusion(answer)
         if label is None:
             result.skip(where, "no <CONCLUSION> stating real or fake in the answer")

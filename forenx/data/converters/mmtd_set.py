@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-from forenx.data.converters.base import ConversionResult, join_image_path, load_json
+from forenx.data.converters.base import ConversionResult, join_image_path, llava_turn, load_json
 from forenx.data.records import Record
 
 __all__ = ["NAME", "convert", "domain_from_question", "label_from_answer"]
@@ -48,17 +48,6 @@ def domain_from_question(question: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _turn(conversations: object, speaker: str) -> str:
-    if not isinstance(conversations, list):
-        return ""
-    return next(
-        (
-            str(t.get("value") or "")
-            for t in conversations
-            if isinstance(t, Mapping) and t.get("from") == speaker
-        ),
-        "",
-    )
 
 
 def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None = None) -> ConversionResult:
@@ -74,7 +63,7 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
             result.skip(f"entry {index}", "not an object with an 'image'")
             continue
         where = f"entry {index} ({item['image']})"
-        answer = _turn(item.get("conversations"), "gpt").strip()
+        answer = llava_turn(item.get("conversations"))
         label = label_from_answer(answer)
         if label is None:
             result.skip(where, "the answer says neither 'has been tampered' nor 'has not been tampered'")
@@ -95,7 +84,7 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
                 summary=answer,
                 split=split,
                 meta={
-                    "domain": domain_from_question(_turn(item.get("conversations"), "human")),
+                    "domain": domain_from_question(llava_turn(item.get("conversations"), "human")),
                     "domain_folder": parts[0] if len(parts) > 1 else None,
                     "subset": parts[1] if len(parts) > 2 else None,
                 },
