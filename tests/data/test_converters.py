@@ -167,12 +167,14 @@ def test_fakeclue_label_is_inverted_and_contradictions_skipped(fixtures, tmp_pat
     )
     source[0]["label"] = 1  # says real, but the answer says fake
     source[1]["label"] = 2
+    source[2]["conversations"][1]["value"] = "   "  # an empty answer
     (tmp_path / "bad.json").write_text(json.dumps(source))
     result = convert("fakeclue", tmp_path / "bad.json")
-    assert len(result.records) == 2
+    assert len(result.records) == len(source) - 3
     assert [s.reason for s in result.skipped] == [
         "label 1 means real but the answer says fake",
         "label 2 is not 0 (fake) or 1 (real)",
+        "no gpt answer in 'conversations'",
     ]
 
 

@@ -68,7 +68,7 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
             continue
         label = LABELS[raw_label]
         answer = llava_turn(item.get("conversations"))
-        if answer is None:
+        if not answer:
             result.skip(where, "no gpt answer in 'conversations'")
             continue
         stated = verdict_in_text(answer)
