@@ -47,7 +47,7 @@ def parts(tmp_path_factory):
     return root
 
 
-def _assert_carried_over(model, source_state, prefix_map):
+def assert_carried_over(model, source_state, prefix_map):
     state = model.state_dict()
     for source_key, tensor in source_state.items():
         key = prefix_map(source_key)
@@ -59,11 +59,11 @@ def test_build_from_component_folders(parts, images, tmp_path):
     model, processor = build_model(clip=parts / "clip", dino=parts / "dino", llm=parts / "llm", fusion_heads=4)
     assert isinstance(model, ForenXForConditionalGeneration) and isinstance(processor, ForenXProcessor)
     assert model.config.fusion_dim == 32 and model.config.image_size == 56
-    _assert_carried_over(model, CLIPVisionModel.from_pretrained(parts / "clip").state_dict(),
+    assert_carried_over(model, CLIPVisionModel.from_pretrained(parts / "clip").state_dict(),
                          lambda k: "model.vision_tower." + k)
-    _assert_carried_over(model, Dinov2Model.from_pretrained(parts / "dino").state_dict(),
+    assert_carried_over(model, Dinov2Model.from_pretrained(parts / "dino").state_dict(),
                          lambda k: "model.dino_tower." + k)
-    _assert_carried_over(model, LlamaForCausalLM.from_pretrained(parts / "llm").state_dict(),
+    assert_carried_over(model, LlamaForCausalLM.from_pretrained(parts / "llm").state_dict(),
                          lambda k: k if k.startswith("lm_head") else "model.language_model." + k.removeprefix("model."))
     inputs = processor.verdict_inputs(images)
     probs = model.predict_proba(**inputs)
@@ -79,13 +79,13 @@ def test_build_from_a_full_clip_checkpoint(parts, tmp_path):
         "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}))
     clip.save_pretrained(tmp_path / "clip")
     model, _ = build_model(clip=tmp_path / "clip", dino=parts / "dino", llm=parts / "llm", fusion_heads=4)
-    _assert_carried_over(model, clip.vision_model.state_dict(), lambda k: "model.vision_tower." + k)
+    assert_carried_over(model, clip.vision_model.state_dict(), lambda k: "model.vision_tower." + k)
 
 
 def test_build_from_llava_reuses_clip_projector_and_lm_exactly(parts, images):
     model, processor = build_model(llava=parts / "llava", dino=parts / "dino", fusion_heads=4)
     llava = LlavaForConditionalGeneration.from_pretrained(parts / "llava")
-    _assert_carried_over(model, llava.state_dict(), lambda k: k)
+    assert_carried_over(model, llava.state_dict(), lambda k: k)
     new = {k.split(".")[1] for k in model.state_dict() if k.split(".")[0] == "model"} - {
         k.split(".")[1] for k in llava.state_dict() if k.split(".")[0] == "model"}
     assert new == {"dino_tower", "fusion"}
