@@ -1,0 +1,79 @@
+"""forenx-nano, the model shipped in forenx/assets/nano: loads by default, answers the shipped examples,
+fits in the package, and its card states what it is (and is not)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forenx.inference.explainer import DEFAULT_MODEL_DIR, Explainer, default_model_path
+from forenx.schema import Verdict
+from forenx.training.nano import EXAMPLES, MAX_BYTES, folder_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def explainer() -> Explainer:
+    # No model argument: the default lookup must find the shipped forenx-nano.
+    return Explainer.from_pretrained(device="cpu", evidence=False, batch_size=8)
+
+
+def test_default_model_is_the_shipped_nano():
+    assert default_model_path() == DEFAULT_MODEL_DIR
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert config["model_type"] == "forenx"
+    assert config["image_size"] == 256  # ForgerySynth crops are seen unresized
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").is_file()
+
+
+def test_shipped_model_fits_the_package_limit():
+    size = folder_bytes(DEFAULT_MODEL_DIR)
+    assert 1_000_000 < size <= MAX_BYTES, f"forenx/assets/nano is {size} bytes"
+
+
+def test_model_card_states_scope_and_results():
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8")
+    assert "NOT a detector for real-world AI-generated" in card
+    assert "only ForgerySynth" in card
+    assert "verdict accuracy" in card and "SemAP" in card
+    assert "model-index" in card  # forenx release wrote the eval results into the metadata
+
+
+def test_examples_are_the_documented_files():
+    readme = (EXAMPLES_DIR / "README.md").read_text(encoding="utf-8")
+    for name in EXAMPLES:
+        path = EXAMPLES_DIR / name
+        assert path.is_file() and path.stat().st_size < 300_000, name
+        assert name in readme, f"examples/README.md does not describe {name}"
+
+
+@pytest.mark.slow
+def test_shipped_model_explains_every_example(explainer):
+    files = [EXAMPLES_DIR / name for name in EXAMPLES]
+    reports = explainer(files)
+    assert len(reports) == len(files)
+    for path, report in zip(files, reports):
+        assert report.error is None, f"{path.name}: {report.error}"
+        assert report.verdict in (Verdict.REAL, Verdict.FAKE), f"{path.name}: {report.parse_error}: {report.raw_text!r}"
+        assert report.prob_fake is not None and 0.0 <= report.prob_fake <= 1.0
+        # The verdict word the model wrote is the mapper's argmax: both read the same slot.
+        assert (report.prob_fake > 0.5) == (report.verdict is Verdict.FAKE), path.name
+
+
+@pytest.mark.slow
+def test_cli_explain_with_the_default_model():
+    from typer.testing import CliRunner
+
+    from forenx.cli import app
+
+    result = CliRunner().invoke(app, ["explain", str(EXAMPLES_DIR / "forged_splicing.png"), "--no-evidence",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    start = result.output.index("{")
+    report = json.loads(result.output[start:result.output.rindex("}") + 1])
+    text = json.dumps(report)
+    assert '"verdict"' in text and "prob_fake" in text
