@@ -460,10 +460,26 @@ def _run(config: EvalConfig) -> dict[str, Any] | None:
     if failed:
         raise EvalRunError("generation failed on " + "; ".join(f"process {s['rank']}: {s['error']}" for s in failed)
                            + f". Finished samples are kept in {output_dir}; run the same command again to resume.")
-    if not state.is_main_process:
-        return None
+    # 4. The main process merges, scores and writes; the others wait for it, so that no process
+    # tears its process group down while another still uses it (gloo aborts at exit otherwise).
+    metrics, error, failure = None, None, None
+    if state.is_main_process:
+        try:
+            metrics = _merge_score_write(config, records, scorer, statuses, done, output_dir, world, started)
+        except Exception as exc:  # noqa: BLE001 -- reported to every process, then raised as is
+            error, failure = _describe(exc), exc
+    try:
+        _check(state, error, "merging and scoring")
+    except EvalRunError:
+        if failure is not None:
+            raise failure from None
+        raise
+    return metrics
 
-    # 4. Merge, check, score, write (main process).
+
+def _merge_score_write(config: EvalConfig, records: list[Record], scorer: Any, statuses: list[dict[str, Any]],
+                       done: set[str], output_dir: Path, world: int, started: float) -> dict[str, Any]:
+    """Main process: merge every rank file, check each id is there once, score, write the outputs."""
     ids = [r.id for r in records]
     merged = merge_predictions(output_dir, ids)
     if merged.missing:
