@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,3 +91,21 @@ def llava_turn(conversations: Any, speaker: str = "gpt") -> str:
             if text:
                 return text
     return ""
+
+
+def llava_entries(data: list, result: ConversionResult) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """``(where, item, answer)`` for each LLaVA-format entry with an image; any other entry is
+    recorded in ``result`` as skipped. ``answer`` is the first gpt turn ("" when none).
+
+    >>> result = ConversionResult()
+    >>> [(w, a) for w, _, a in llava_entries([{"image": "a.png", "conversations": [
+    ...     {"from": "gpt", "value": "Fake."}]}, "junk"], result)]
+    [('entry 0 (a.png)', 'Fake.')]
+    >>> [s.reason for s in result.skipped]
+    ["not an object with an 'image'"]
+    """
+    for index, item in enumerate(data):
+        if not isinstance(item, Mapping) or not item.get("image"):
+            result.skip(f"entry {index}", "not an object with an 'image'")
+            continue
+        yield f"entry {index} ({item['image']})", item, llava_turn(item.get("conversations"))

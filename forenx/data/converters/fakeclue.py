@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
-from forenx.data.converters.base import ConversionResult, join_image_path, llava_turn, load_json
+from forenx.data.converters.base import (
+    ConversionResult,
+    join_image_path,
+    llava_entries,
+    load_json,
+)
 from forenx.data.records import Record
 
 __all__ = ["LABELS", "NAME", "convert", "verdict_in_text"]
@@ -56,18 +60,12 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
         result.skip(str(src), f"expected a JSON array of samples, got {type(data).__name__}")
         return result
     seen: set[str] = set()
-    for index, item in enumerate(data):
-        where = f"entry {index}"
-        if not isinstance(item, Mapping) or not item.get("image"):
-            result.skip(where, "not an object with an 'image'")
-            continue
-        where = f"entry {index} ({item['image']})"
+    for where, item, answer in llava_entries(data, result):
         raw_label = item.get("label")
         if isinstance(raw_label, bool) or raw_label not in LABELS:
             result.skip(where, f"label {raw_label!r} is not 0 (fake) or 1 (real)")
             continue
         label = LABELS[raw_label]
-        answer = llava_turn(item.get("conversations"))
         if not answer:
             result.skip(where, "no gpt answer in 'conversations'")
             continue

@@ -28,7 +28,7 @@ from forenx.data.converters.base import (
     UNRATED_SEVERITY,
     ConversionResult,
     join_image_path,
-    llava_turn,
+    llava_entries,
     load_json,
 )
 from forenx.data.records import Record
@@ -71,13 +71,7 @@ def _reasoning(answer: str) -> str:
 
 
 def _training(data: list, image_prefix: str, split: str | None, result: ConversionResult) -> None:
-    for index, item in enumerate(data):
-        where = f"entry {index}"
-        if not isinstance(item, Mapping) or not item.get("image"):
-            result.skip(where, "not an object with an 'image'")
-            continue
-        where = f"entry {index} ({item['image']})"
-        answer = llava_turn(item.get("conversations"))
+    for where, item, answer in llava_entries(data, result):
         label = label_from_conclusion(answer)
         if label is None:
             result.skip(where, "no <CONCLUSION> stating real or fake in the answer")

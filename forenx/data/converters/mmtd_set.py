@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import PurePosixPath
 
-from forenx.data.converters.base import ConversionResult, join_image_path, llava_turn, load_json
+from forenx.data.converters.base import (
+    ConversionResult,
+    join_image_path,
+    llava_entries,
+    llava_turn,
+    load_json,
+)
 from forenx.data.records import Record
 
 __all__ = ["NAME", "convert", "domain_from_question", "label_from_answer"]
@@ -58,12 +63,7 @@ def convert(src: str | os.PathLike, *, image_prefix: str = "", split: str | None
         result.skip(str(src), f"expected a JSON array of LLaVA records, got {type(data).__name__}")
         return result
     seen: set[str] = set()
-    for index, item in enumerate(data):
-        if not isinstance(item, Mapping) or not item.get("image"):
-            result.skip(f"entry {index}", "not an object with an 'image'")
-            continue
-        where = f"entry {index} ({item['image']})"
-        answer = llava_turn(item.get("conversations"))
+    for where, item, answer in llava_entries(data, result):
         label = label_from_answer(answer)
         if label is None:
             result.skip(where, "the answer says neither 'has been tampered' nor 'has not been tampered'")
