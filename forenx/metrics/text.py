@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from forenx.metrics.scorers import EmbeddingCache
+
 __all__ = ["CLIPTextSimilarity", "bleu1", "rouge_l", "text_metrics"]
 
 _ROUGE = None
@@ -55,7 +57,8 @@ class CLIPTextSimilarity:
     checkpoint) and its tokenizer, or a ``(model, tokenizer)`` pair.
     """
 
-    def __init__(self, encoder: Any, *, batch_size: int = 64, max_length: int = 77):
+    def __init__(self, encoder: Any, *, batch_size: int = 64, max_length: int = 77,
+                 max_cache_entries: int | None = 200_000):
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
         if isinstance(encoder, (tuple, list)):
@@ -67,7 +70,7 @@ class CLIPTextSimilarity:
         self.model.eval()
         self.batch_size = batch_size
         self.max_length = min(max_length, self.model.config.max_position_embeddings)
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache = EmbeddingCache(max_cache_entries)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -82,7 +85,12 @@ class CLIPTextSimilarity:
                 emb = emb / emb.norm(dim=-1, keepdim=True)
                 for text, vector in zip(chunk, emb.numpy()):
                     self._cache[text] = vector
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        self._cache.touch(texts)
+        embeddings = np.stack([self._cache[t] for t in texts])
+        self._cache.trim()
+        return embeddings
 
     def __call__(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
         if len(predictions) != len(references):

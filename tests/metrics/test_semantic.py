@@ -304,3 +304,25 @@ def test_anomreason_fixture_with_the_sentence_scorer(anomreason):
                           for t in (a["Observed Phenomenon"].strip(), a["Reasoning"].strip())})
     semantic_scores(pred, gt, scorer, per_image=False)
     assert len(scorer._cache) == cached  # nothing re-encoded
+
+
+@pytest.mark.parametrize("kind", ["bertscore", "sentence"])
+def test_the_embedding_cache_is_bounded_and_scores_do_not_change(kind, tiny_bert_dir):
+    # A long GRPO run sees new completions at every step: the cache keeps the most recent texts only.
+    def scorer(bound):
+        if kind == "bertscore":
+            return BERTScoreScorer(str(tiny_bert_dir), layer=2, max_cache_entries=bound)
+        return SentenceScorer(max_cache_entries=bound)
+
+    bounded, unbounded = scorer(6), scorer(None)
+    steps = [([f"step {s} candidate {i} blurred edge" for i in range(4)],
+              [f"reference {i} of step {s}: lighting differs" for i in range(4)]) for s in range(5)]
+    for candidates, references in steps:
+        got = bounded.score_pairs(candidates, references)  # one call needs 8 texts: more than the bound
+        np.testing.assert_allclose(got, unbounded.score_pairs(candidates, references), rtol=0, atol=1e-6)
+        assert len(bounded._cache) == 6
+    assert len(unbounded._cache) == 40
+    # The most recently used texts are the ones kept.
+    assert set(bounded._cache) <= set(steps[-1][0]) | set(steps[-1][1])
+    with pytest.raises(ValueError, match="max_cache_entries"):
+        scorer(0)
