@@ -184,3 +184,25 @@ def test_qlora_trains_adapters_on_a_4bit_language_model(synth, tmp_path):
     lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
     trainer.train()
     assert any(not torch.equal(p, lora[n]) for n, p in trainer.model.named_parameters() if n in lora)
+
+
+def test_nano_config_trains_every_part_of_the_shipped_nano_and_saves_full_weights(synth, tmp_path):
+    # Stage 2 of `make nano`: full-weight GRPO from a released (merged) model, not from an adapter.
+    nano_yaml = REPO / "recipes" / "configs" / "nano_grpo.yaml"
+    out = tmp_path / "nano-grpo"
+    _, _, args = parse_grpo_args(["--config", str(nano_yaml), "--train_file", str(synth), "--output_dir", str(out),
+                                  "--report_to", "none"])
+    assert args.finetuning == "full" and args.generation_batch_size % args.num_generations == 0
+    trainer = run_grpo(*parse_grpo_args([
+        "--config", str(nano_yaml), "--model_name_or_path", str(REPO / "forenx" / "assets" / "nano"),
+        "--train_file", str(synth), "--output_dir", str(out), "--report_to", "none", "--max_steps", "1",
+        "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "32",
+        "--save_strategy", "no"]))
+    assert trainer.state.global_step == 1
+    logged = trainer.state.log_history[0]
+    assert {f"rewards/{name}_reward/mean" for name in args.reward_funcs} <= set(logged)
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_model.safetensors").exists()
+    before = load_checkpoint(REPO / "forenx" / "assets" / "nano")[0].state_dict()
+    after = load_checkpoint(out)[0].state_dict()
+    changed = {name.split(".")[1] for name in before if not torch.equal(before[name], after[name])}
+    assert {"vision_tower", "dino_tower", "language_model"} <= changed, changed
