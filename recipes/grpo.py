@@ -21,6 +21,7 @@ Every field of the YAML can be overridden as ``--field value``; the fields are d
 (and each checkpoint-N in it) opens with ``forenx.training.checkpoint.load_checkpoint``.
 """
 
+from forenx.training.distributed import close_process_group
 from forenx.training.grpo import run_grpo
 from forenx.training.grpo_config import parse_grpo_args
 
@@ -28,6 +29,7 @@ from forenx.training.grpo_config import parse_grpo_args
 def main(args: list[str] | None = None) -> None:
     model_args, data_args, grpo_args = parse_grpo_args(args)
     run_grpo(model_args, data_args, grpo_args)
+    close_process_group()  # all processes meet, then the process group ends before Python does
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ it) opens with ``forenx.training.checkpoint.load_checkpoint``.
 """
 
 from forenx.training.config import parse_sft_args
+from forenx.training.distributed import close_process_group
 from forenx.training.sft import run_sft
 
 
 def main(args: list[str] | None = None) -> None:
     model_args, data_args, sft_args = parse_sft_args(args)
     run_sft(model_args, data_args, sft_args)
+    close_process_group()  # all processes meet, then the process group ends before Python does
 
 
 if __name__ == "__main__":

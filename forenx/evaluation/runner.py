@@ -385,13 +385,13 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any] | None:
     (on every process) when any process fails, and :class:`EvalConfigError` /
     :class:`forenx.data.validate.InvalidDataError` for bad settings or data, before generation.
     """
-    import torch.distributed as dist
+    from forenx.training.distributed import close_process_group
 
     try:
         return _run(config)
     finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        # No barrier here: on an error the processes may not all get here (they all did meet in _run).
+        close_process_group(wait=False)
 
 
 def _run(config: EvalConfig) -> dict[str, Any] | None:
