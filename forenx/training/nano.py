@@ -106,22 +106,23 @@ def synth() -> None:
     _log(f"data: {summary.n} samples in {summary.seconds:.0f} s")
 
 
+def _train(stage: str, config: Path, out: Path, extra: Sequence[str]) -> None:
+    """``recipes/{stage}.py --config config [extra]``, unless ``out`` already holds the final model."""
+    if (out / "model.safetensors").is_file() and not extra:
+        _log(f"{stage}: {out} holds a trained model; delete it to train again")
+        return
+    seconds = _run([sys.executable, f"recipes/{stage}.py", "--config", config.relative_to(ROOT), *extra])
+    _log(f"{stage}: {seconds / 60:.1f} min")
+
+
 def sft(extra: Sequence[str] = ()) -> None:
     """SFT from scratch with the recipe (unless ``runs/nano/sft`` already holds the final model)."""
-    if (SFT_DIR / "model.safetensors").is_file() and not extra:
-        _log(f"sft: {SFT_DIR} holds a trained model; delete it to train again")
-        return
-    seconds = _run([sys.executable, "recipes/sft.py", "--config", SFT_CONFIG.relative_to(ROOT), *extra])
-    _log(f"sft: {seconds / 60:.1f} min")
+    _train("sft", SFT_CONFIG, SFT_DIR, extra)
 
 
 def grpo(extra: Sequence[str] = ()) -> None:
     """GRPO from the SFT output with the recipe (unless ``runs/nano/grpo`` already holds the final model)."""
-    if (GRPO_DIR / "model.safetensors").is_file() and not extra:
-        _log(f"grpo: {GRPO_DIR} holds a trained model; delete it to train again")
-        return
-    seconds = _run([sys.executable, "recipes/grpo.py", "--config", GRPO_CONFIG.relative_to(ROOT), *extra])
-    _log(f"grpo: {seconds / 60:.1f} min")
+    _train("grpo", GRPO_CONFIG, GRPO_DIR, extra)
 
 
 def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16) -> dict[str, float]:
