@@ -27,8 +27,8 @@ import numpy as np
 __all__ = [
     "OFFICIAL_BERTSCORE_LAYERS",
     "BERTScoreScorer",
-    "SentenceScorer",
     "EmbeddingCache",
+    "SentenceScorer",
     "TextScorer",
     "build_scorer",
     "default_sentence_model_path",
@@ -56,10 +56,12 @@ class EmbeddingCache(OrderedDict):
     middle of a call, so a single call larger than the bound still works (and is trimmed after).
 
     >>> cache = EmbeddingCache(max_entries=2)
+    >>> cache.missing(["a", "b", "a"])
+    ['a', 'b']
     >>> for text in ("a", "b", "c"):
-    ...     cache[text] = len(text)
-    >>> cache.touch(["a"]); cache.trim(); list(cache)  # "b", least recently used, is dropped
-    ['c', 'a']
+    ...     cache[text] = np.full(2, len(text))
+    >>> cache.stack(["a"]).shape, list(cache)  # "b", least recently used, is dropped
+    ((1, 2), ['c', 'a'])
     """
 
     def __init__(self, max_entries: int | None):
@@ -67,6 +69,17 @@ class EmbeddingCache(OrderedDict):
         if max_entries is not None and max_entries < 1:
             raise ValueError(f"max_cache_entries must be a positive number of texts or None, got {max_entries}")
         self.max_entries = max_entries
+
+    def missing(self, texts: Iterable[str]) -> list[str]:
+        """The distinct ``texts`` not cached yet, in first-seen order: the ones to encode."""
+        return list(dict.fromkeys(t for t in texts if t not in self))
+
+    def stack(self, texts: Sequence[str]) -> np.ndarray:
+        """The cached vectors of ``texts`` as one array (all must be cached); then trim."""
+        self.touch(texts)
+        stacked = np.stack([self[t] for t in texts])
+        self.trim()
+        return stacked
 
     def touch(self, texts: Iterable[str]) -> None:
         """Mark ``texts`` (those present) as just used."""
@@ -131,7 +144,7 @@ class SentenceScorer:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Normalised float32 embeddings of ``texts`` (each distinct text encoded once, ever)."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        missing = self._cache.missing(texts)
         if missing:
             vectors = self.model.encode(missing, batch_size=self.batch_size, convert_to_numpy=True,
                                         normalize_embeddings=True, show_progress_bar=False)
@@ -139,10 +152,7 @@ class SentenceScorer:
                 self._cache[text] = vector
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        self._cache.touch(texts)
-        embeddings = np.stack([self._cache[t] for t in texts])
-        self._cache.trim()
-        return embeddings
+        return self._cache.stack(texts)
 
     def score_pairs(self, candidates: Sequence[str], references: Sequence[str]) -> np.ndarray:
         """Cosine of each (candidate, reference) pair, float32."""
@@ -227,7 +237,7 @@ class BERTScoreScorer:
         """Encode every text not yet in the cache: (normalised token vectors, token weights)."""
         import torch
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        missing = self._cache.missing(texts)
         if not missing:
             return
         encoded = [self.token_ids(t) for t in missing]

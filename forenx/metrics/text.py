@@ -75,7 +75,7 @@ class CLIPTextSimilarity:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        missing = self._cache.missing(texts)
         with torch.inference_mode():
             for start in range(0, len(missing), self.batch_size):
                 chunk = missing[start:start + self.batch_size]
@@ -87,10 +87,7 @@ class CLIPTextSimilarity:
                     self._cache[text] = vector
         if not texts:
             return np.zeros((0, 0), np.float32)
-        self._cache.touch(texts)
-        embeddings = np.stack([self._cache[t] for t in texts])
-        self._cache.trim()
-        return embeddings
+        return self._cache.stack(texts)
 
     def __call__(self, predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
         if len(predictions) != len(references):
