@@ -188,8 +188,8 @@ def evaluate(model: Path, out: Path) -> dict[str, Any]:
     return metrics
 
 
-def release(metrics_file: Path, model: Path = SFT_DIR) -> None:
-    """``forenx release`` of ``model`` (the SFT output) into ``forenx/assets/nano``, then the card's scope and table."""
+def release(metrics_file: Path, model: Path) -> None:
+    """``forenx release`` of ``model`` into ``forenx/assets/nano``, then the card's scope and table."""
     staging = RUN_DIR / "release"
     if staging.exists():
         shutil.rmtree(staging)
@@ -350,18 +350,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if step in ("sft", "all"):
         synth()
         sft(argv[1:] if step == "sft" else ())
-    final = SFT_DIR
+    released = GRPO_DIR if GRPO_RELEASED else SFT_DIR  # the model that eval and release take
     if step == "grpo" or (step == "all" and GRPO_RELEASED):
         synth()
         sft()
         grpo(argv[1:] if step == "grpo" else ())
-        final = GRPO_DIR
     if step == "grpo" and not GRPO_RELEASED:
         evaluate(GRPO_DIR, RUN_DIR / "eval-grpo")
     if step in ("eval", "all"):
-        evaluate(final, EVAL_DIR)
+        evaluate(released, EVAL_DIR)
     if step in ("release", "all"):
-        release(EVAL_DIR / "metrics.json", GRPO_DIR if GRPO_RELEASED else SFT_DIR)
+        release(EVAL_DIR / "metrics.json", released)
     if step in ("examples", "all"):
         synth()
         examples()
