@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,23 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.launch import ACCELERATE, free_port, launch_env
+
 REPO = Path(__file__).resolve().parents[2]
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 SCRIPT = REPO / "eval" / "run_eval.py"
 PAUSE_ENV = "FORENX_EVAL_PAUSE_AFTER_BATCH"
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
 
 
 def _args(model: Path, records: Path, out: Path) -> list[str]:
@@ -42,12 +31,12 @@ def _args(model: Path, records: Path, out: Path) -> list[str]:
 
 def _two_processes(model: Path, records: Path, out: Path) -> list[str]:
     return [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
             *_args(model, records, out)]
 
 
 def _run(command: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout,
+    result = subprocess.run(command, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=timeout,
                             check=False)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
@@ -103,7 +92,7 @@ def test_sigkilled_rank_resumes_with_every_sample_exactly_once(one_process, tiny
     out = tmp_path / "killed"
     # Each process pauses after every batch it has written, so the kill lands mid-run at a known point.
     launcher = subprocess.Popen(_two_processes(tiny_model_dir, synth_records, out), cwd=REPO,
-                                env=_env(**{PAUSE_ENV: "3"}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=launch_env(**{PAUSE_ENV: "3"}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rank1_file = out / "predictions.rank1.jsonl"
     deadline = time.monotonic() + 180
     try:
@@ -141,7 +130,7 @@ def test_a_failing_rank_is_reported_not_left_hanging(tiny_model_dir, synth_recor
     out = tmp_path / "rank1-fails"
     (out / "predictions.rank1.jsonl").mkdir(parents=True)  # a folder where rank 1's file should be
     started = time.monotonic()
-    result = subprocess.run(_two_processes(tiny_model_dir, synth_records, out), cwd=REPO, env=_env(),
+    result = subprocess.run(_two_processes(tiny_model_dir, synth_records, out), cwd=REPO, env=launch_env(),
                             capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode != 0
     assert "generation failed on process 1: IsADirectoryError" in result.stderr

@@ -4,11 +4,8 @@ a tiny SFT checkpoint: it trains, logs every reward, saves, reloads, and resumes
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,9 @@ from forenx.data.synth import synthesize
 from forenx.training.checkpoint import is_adapter_checkpoint, load_checkpoint
 from forenx.training.config import parse_sft_args
 from forenx.training.sft import run_sft
+from tests.launch import ACCELERATE, free_port, launch_env
 
 REPO = Path(__file__).resolve().parents[2]
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 REWARDS = ("format_reward", "verdict_reward", "explanation_reward", "severity_reward")
 
 pytestmark = pytest.mark.slow
@@ -46,17 +43,10 @@ def sft_checkpoint(synth, tmp_path_factory) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(synth: Path, model: Path, output_dir: Path, *extra: str, timeout: int = 600) -> None:
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = launch_env()
     command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
                "recipes/grpo.py", "--config", "recipes/configs/grpo_tiny.yaml", "--model_name_or_path", str(model),
                "--train_file", str(synth), "--output_dir", str(output_dir), "--per_device_train_batch_size", "2",
                "--num_generations", "4", "--max_completion_length", "16", "--logging_steps", "1",

@@ -4,10 +4,7 @@ and ZeRO-3. Each run trains, saves, and its output reloads and generates."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,9 @@ from safetensors.torch import load_file
 from forenx.data.synth import synthesize
 from forenx.images import load_image
 from forenx.training.checkpoint import load_checkpoint
+from tests.launch import ACCELERATE, free_port, launch_env
 
 REPO = Path(__file__).resolve().parents[2]
-ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +28,9 @@ def synth(tmp_path_factory) -> Path:
     return folder / "records.jsonl"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(launch_args: list[str], synth: Path, output_dir: Path, timeout: int = 600) -> None:
-    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
-    command = [str(ACCELERATE), "launch", *launch_args, "--main_process_port", str(_free_port()),
+    env = launch_env()
+    command = [str(ACCELERATE), "launch", *launch_args, "--main_process_port", str(free_port()),
                "recipes/sft.py", "--config", "recipes/configs/sft_tiny.yaml", "--train_file", str(synth),
                "--output_dir", str(output_dir), "--max_steps", "3", "--per_device_train_batch_size", "4",
                "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--report_to", "none",
