@@ -108,7 +108,11 @@ def _architecture(config) -> str:
             f"- DINOv2 tower: {dino.num_hidden_layers} layers, width {dino.hidden_size}, patch {dino.patch_size}\n"
             f"- Forgery-aware fusion: width {config.fusion_dim}, {config.fusion_heads} heads, DINO attention-map bias "
             f"{'on' if config.fusion_attention_bias else 'off'}\n"
-            f"- Projector: {config.projector_hidden_act} MLP into the language model width {text.hidden_size}\n"
+            + (f"- Forensic stream: 27 fixed forensic maps (duplicates, relative noise / colour statistics, JPEG grid "
+               f"phases) on the 8 px block grid, read by a conv net of width {config.forensic_width} into the fused "
+               f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})\n"
+               if getattr(config, "forensic_width", None) else "")
+            + f"- Projector: {config.projector_hidden_act} MLP into the language model width {text.hidden_size}\n"
             f"- Language model: {text.model_type}, {text.num_hidden_layers} layers\n"
             f"- Image: {config.image_size} px, {grid}x{grid} = {config.num_image_tokens} image tokens")
 

@@ -77,11 +77,11 @@ def _new_fusion_and_projector(model: ForenXForConditionalGeneration, device: tor
         if next(module.parameters()).is_meta:
             module.to_empty(device=device)
             for submodule in module.modules():
-                if isinstance(submodule, torch.nn.Linear):
+                if isinstance(submodule, (torch.nn.Linear, torch.nn.Conv2d)):  # Conv2d: the forensic stream
                     torch.nn.init.normal_(submodule.weight, std=model.config.text_config.initializer_range)
                     if submodule.bias is not None:
                         torch.nn.init.zeros_(submodule.bias)
-                elif isinstance(submodule, torch.nn.LayerNorm):
+                elif isinstance(submodule, (torch.nn.LayerNorm, torch.nn.GroupNorm)):
                     torch.nn.init.ones_(submodule.weight)
                     torch.nn.init.zeros_(submodule.bias)
 

@@ -39,7 +39,9 @@ class ForenXConfig(LlavaConfig):
 
     Fusion: ``fusion_dim`` (attention width; default: the CLIP width), ``fusion_heads``,
     ``fusion_mlp_ratio``, ``fusion_attention_bias`` (False drops the DINO-attention bias, for ablations),
-    ``fusion_bias_hidden`` (width of the 1x1 MLP across heads).
+    ``fusion_bias_hidden`` (width of the 1x1 MLP across heads), ``forensic_width`` (None: off; else
+    the width of the forensic stream's conv net, see :mod:`forenx.modeling.forensic`; needs an
+    ``image_size`` that is a multiple of 8) and ``forensic_loss_weight`` (weight of its own verdict loss).
 
     Probability mapper: ``verdict_token_ids`` (``[real, fake]``, the first tokens of the verdict words
     after :data:`forenx.schema.ANSWER_PREFIX`, taken from the tokenizer by the builders),
@@ -74,6 +76,8 @@ class ForenXConfig(LlavaConfig):
     fusion_mlp_ratio: float = 4.0
     fusion_attention_bias: bool = True
     fusion_bias_hidden: int = 16
+    forensic_width: int | None = None
+    forensic_loss_weight: float = 1.0
     verdict_token_ids: list[int] | None = None
     answer_prefix_ids: list[int] | None = None
     mapper_temperature: float = 1.0
@@ -97,6 +101,10 @@ class ForenXConfig(LlavaConfig):
                 f"the DINOv2 grid ({dino_grid}x{dino_grid}, patch {self.dino_config.patch_size}) at image_size="
                 f"{self.image_size} differ; use towers with the same patch size."
             )
+        if self.forensic_width is not None and (self.forensic_width < 4 or self.forensic_width % 4
+                                                or self.image_size % 8):
+            raise ValueError(f"ForenXConfig: forensic_width={self.forensic_width} must be a positive multiple of 4 "
+                             f"(GroupNorm groups) and image_size={self.image_size} a multiple of 8 (its block grid).")
         if self.fusion_dim is None:
             self.fusion_dim = self.vision_config.hidden_size
         if self.fusion_dim % self.fusion_heads:

@@ -9,8 +9,12 @@ Block::
 
     q = Wq LN(clip),  k, v = Wk LN(dino), Wv LN(dino)                      (width fusion_dim)
     bias[h] = MLP_1x1(log(dino_attention))[h]        (per head, mixing DINO's heads; optional)
-    x = clip + Wo softmax(q k^T / sqrt(d) + bias) v
+    x = clip + Wo softmax(q k^T / sqrt(d) + bias) v  [+ forensic(pixels)]   (forensic stream: optional)
     out = x + FFN(LN(x))
+
+With ``forensic_width`` set, a :class:`~forenx.modeling.forensic.ForensicEncoder` (fixed forensic
+maps -> a small conv net -> one token per patch) is part of the fusion: its tokens are added before
+the FFN, and it is trained, saved and left unquantised with the fusion.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from forenx.modeling.forensic import ForensicEncoder
 
 __all__ = ["AttentionMapBias", "ForgeryAwareFusion"]
 
@@ -52,7 +58,8 @@ class ForgeryAwareFusion(nn.Module):
 
     def __init__(self, clip_dim: int, dino_dim: int, fusion_dim: int, num_heads: int, dino_heads: int,
                  mlp_ratio: float = 4.0, attention_bias: bool = True, bias_hidden: int = 16,
-                 layer_norm_eps: float = 1e-5):
+                 layer_norm_eps: float = 1e-5, forensic_width: int | None = None, grid: int | None = None,
+                 image_size: int | None = None):
         super().__init__()
         assert fusion_dim % num_heads == 0, "fusion_dim must be divisible by num_heads"
         self.num_heads = num_heads
@@ -67,11 +74,19 @@ class ForgeryAwareFusion(nn.Module):
         self.ffn_norm = nn.LayerNorm(clip_dim, eps=layer_norm_eps)
         self.fc1 = nn.Linear(clip_dim, int(fusion_dim * mlp_ratio))
         self.fc2 = nn.Linear(int(fusion_dim * mlp_ratio), clip_dim)
+        if forensic_width and not (grid and image_size):
+            raise ValueError("ForgeryAwareFusion: the forensic stream needs the patch grid and image size "
+                             "(grid=..., image_size=...)")
+        self.forensic = ForensicEncoder(forensic_width, clip_dim, grid, image_size) if forensic_width else None
+        self.forensic_logit: torch.Tensor | None = None
 
     def forward(self, clip_tokens: torch.Tensor, dino_tokens: torch.Tensor,
-                dino_attention: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                dino_attention: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the fused tokens ``(B, N, clip_dim)`` and the fusion attention ``(B, heads, N, N)``
-        (the explainer's heatmap)."""
+        (the explainer's heatmap). ``pixel_values`` ``(B, 3, S, S)`` in [0, 1]: the forensic stream's
+        input (needed when it is on); its logit ``(B,)`` is then kept in ``self.forensic_logit``
+        until the model's forward reads it for the forensic loss."""
         batch, n_query, _ = clip_tokens.shape
         n_key = dino_tokens.shape[1]
         query_in, key_value_in = self.query_norm(clip_tokens), self.key_value_norm(dino_tokens)
@@ -86,5 +101,10 @@ class ForgeryAwareFusion(nn.Module):
         probs = logits.softmax(dim=-1, dtype=torch.float32).to(q.dtype)
         attended = torch.matmul(probs, v).transpose(1, 2).reshape(batch, n_query, -1)
         hidden = clip_tokens + self.o_proj(attended)
+        if self.forensic is not None:
+            if pixel_values is None:
+                raise ValueError("ForgeryAwareFusion: the forensic stream is on but no pixel_values were given")
+            forensic_tokens, self.forensic_logit = self.forensic(pixel_values)
+            hidden = hidden + forensic_tokens.to(hidden.dtype)
         hidden = hidden + self.fc2(F.gelu(self.fc1(self.ffn_norm(hidden))))
         return hidden, probs

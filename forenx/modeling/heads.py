@@ -16,7 +16,8 @@ from torch.nn import functional as F
 
 from forenx.schema import ANSWER_PREFIX, VERDICT_WORDS
 
-__all__ = ["answer_prefix_ids", "mapper_loss", "prob_fake", "verdict_slots", "verdict_token_ids"]
+__all__ = ["answer_prefix_ids", "forensic_loss", "mapper_loss", "prob_fake", "verdict_slots", "verdict_targets",
+           "verdict_token_ids"]
 
 IGNORE_INDEX = -100
 
@@ -83,6 +84,22 @@ def prob_fake(verdict_logits: torch.Tensor, temperature: float = 1.0) -> torch.T
     return (verdict_logits.float() / temperature).softmax(-1)[..., 1]
 
 
+def verdict_targets(labels: torch.Tensor, verdict_ids: Sequence[int], prefix_ids: Sequence[int]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(slots, is_fake, valid)`` of each row of ``labels``: the verdict slot (as
+    :func:`verdict_slots`), whether the verdict written there is "fake" (long), and whether the row
+    has a slot holding one of the two verdict words.
+
+    >>> verdict_targets(torch.tensor([[7, 8, 1], [7, 8, 2], [-100, 7, 8]]), [1, 2], [7, 8])[1:]
+    (tensor([0, 1, 0]), tensor([ True,  True, False]))
+    """
+    slots = verdict_slots(labels, prefix_ids)
+    ids = torch.as_tensor(list(verdict_ids), device=labels.device)
+    token = labels[torch.arange(labels.shape[0], device=labels.device), slots.clamp_min(1)]
+    valid = (slots > 0) & ((token == ids[0]) | (token == ids[1]))
+    return slots, (token == ids[1]).long(), valid
+
+
 def mapper_loss(logits: torch.Tensor, labels: torch.Tensor, verdict_ids: Sequence[int],
                 prefix_ids: Sequence[int], temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy of the mapper against the verdict written in the labels.
@@ -91,17 +108,23 @@ def mapper_loss(logits: torch.Tensor, labels: torch.Tensor, verdict_ids: Sequenc
     predicts token ``t + 1``). Returns ``(loss, prob_fake)``; ``prob_fake`` is ``nan`` and the row
     is left out of the loss where a sequence has no verdict slot or its verdict is neither word.
     """
-    slots = verdict_slots(labels, prefix_ids)
+    slots, target, valid = verdict_targets(labels, verdict_ids, prefix_ids)
     ids = torch.as_tensor(list(verdict_ids), device=logits.device)
     rows = torch.arange(labels.shape[0], device=labels.device)
-    safe = slots.clamp_min(1)
-    slot_logits = logits[rows, safe - 1][:, ids]
-    target_token = labels[rows, safe]
-    target = (target_token == ids[1]).long()
-    valid = (slots > 0) & ((target_token == ids[0]) | (target_token == ids[1]))
+    slot_logits = logits[rows, slots.clamp_min(1) - 1][:, ids]
     probs = prob_fake(slot_logits, temperature)
     probs = torch.where(valid, probs, torch.full_like(probs, float("nan")))
     if not valid.any():
         return slot_logits.sum() * 0.0, probs
     loss = F.cross_entropy(slot_logits[valid].float() / temperature, target[valid])
     return loss, probs
+
+
+def forensic_loss(forensic_logit: torch.Tensor, labels: torch.Tensor, verdict_ids: Sequence[int],
+                  prefix_ids: Sequence[int]) -> torch.Tensor:
+    """Binary cross-entropy of the forensic stream's logit ``(B,)`` against the verdict in the labels
+    (rows without a verdict are left out)."""
+    _, target, valid = verdict_targets(labels, verdict_ids, prefix_ids)
+    if not valid.any():
+        return forensic_logit.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(forensic_logit[valid].float(), target[valid].float())

@@ -26,7 +26,7 @@ from transformers.models.llava.modeling_llava import (
 
 from forenx.modeling.configuration import ForenXConfig
 from forenx.modeling.fusion import ForgeryAwareFusion
-from forenx.modeling.heads import mapper_loss, prob_fake
+from forenx.modeling.heads import forensic_loss, mapper_loss, prob_fake
 from forenx.modeling.vision import clip_patch_features, dino_patch_features, normalize
 
 __all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "ForenXModel", "ForenXPreTrainedModel"]
@@ -36,13 +36,15 @@ __all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "Fo
 class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     """LLaVA's output plus the ForenX losses and probability.
 
-    ``loss`` = ``lm_loss`` + ``mapper_loss_weight`` * ``mapper_loss`` (when labels are given);
+    ``loss`` = ``lm_loss`` + ``mapper_loss_weight`` * ``mapper_loss`` (+ ``forensic_loss_weight`` *
+    ``forensic_loss`` with the forensic stream) when labels are given;
     ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
     sequence has none).
     """
 
     lm_loss: torch.FloatTensor | None = None
     mapper_loss: torch.FloatTensor | None = None
+    forensic_loss: torch.FloatTensor | None = None
     prob_fake: torch.FloatTensor | None = None
 
 
@@ -68,6 +70,9 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             attention_bias=config.fusion_attention_bias,
             bias_hidden=config.fusion_bias_hidden,
             layer_norm_eps=config.vision_config.layer_norm_eps,
+            forensic_width=config.forensic_width,
+            grid=config.image_size // config.vision_config.patch_size,
+            image_size=config.image_size,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
@@ -86,6 +91,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
         config = self.config
         layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         dtype = self.vision_tower.dtype
+        raw_pixels = pixel_values  # the forensic stream reads them in float32, before any cast
         pixel_values = pixel_values.to(dtype)
         clip_tokens = clip_patch_features(
             self.vision_tower, normalize(pixel_values, config.clip_image_mean, config.clip_image_std), layer)
@@ -94,7 +100,8 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
         fusion_dtype = self.fusion.q_proj.weight.dtype
         fused, fusion_attention = self.fusion(
             clip_tokens.to(fusion_dtype), dino_tokens.to(fusion_dtype),
-            dino_attention if config.fusion_attention_bias else None)
+            dino_attention if config.fusion_attention_bias else None,
+            pixel_values=raw_pixels if self.fusion.forensic is not None else None)
         projected = self.multi_modal_projector(fused.to(self.multi_modal_projector.linear_1.weight.dtype))
         return BaseModelOutputWithPooling(last_hidden_state=fused, pooler_output=list(projected),
                                           attentions=(fusion_attention,))
@@ -132,7 +139,24 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
                 outputs.logits, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids,
                 self.config.mapper_temperature)
             result.loss = result.lm_loss + self.config.mapper_loss_weight * result.mapper_loss
+        forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
+        if labels is not None and forensic_logit is not None:
+            result.forensic_loss = forensic_loss(forensic_logit, labels, self.config.verdict_token_ids,
+                                                 self.config.answer_prefix_ids)
+            result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
         return result
+
+    def _take_forensic_logit(self) -> torch.Tensor | None:
+        """The forensic logit the fusion kept in this forward pass (None without the stream or when no
+        image was encoded), cleared. Searched among the fusion's modules, so a PEFT
+        ``modules_to_save`` wrapper (whose active copy ran) is handled too."""
+        if not self.config.forensic_width:
+            return None
+        for module in self.model.fusion.modules():
+            if isinstance(module, ForgeryAwareFusion) and module.forensic_logit is not None:
+                logit, module.forensic_logit = module.forensic_logit, None
+                return logit
+        return None
 
     def prob_fake_from_logits(self, verdict_slot_logits: torch.Tensor) -> torch.Tensor:
         """P(fake) ``(B,)`` from LM logits ``(B, V)`` at the verdict slot (e.g. ``generate``'s first

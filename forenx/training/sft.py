@@ -12,7 +12,7 @@ exactly) and a ``compute_loss`` that adds entropy / token accuracy over the text
 would be overridden anyway for the two-part loss. The overrides:
 
 * ``compute_loss``: loss = LM loss on answer tokens + lambda x mapper CE (the model computes both);
-  stashes ``lm_loss``, ``mapper_loss`` and the mapper's batch accuracy; in evaluation returns
+  stashes ``lm_loss``, ``mapper_loss`` (and ``forensic_loss`` with the forensic stream) and the mapper's batch accuracy; in evaluation returns
   P(fake) and the true verdict so ``compute_metrics`` gives ``verdict_accuracy``.
 * ``log``: adds the stashed training figures (averaged over the logging window and processes).
 * ``create_optimizer``: a separate learning rate for the fully trained modules (fusion, projector).
@@ -143,7 +143,7 @@ class ForenXTrainer(Trainer):
         self.answer_prefix_ids = list(config.answer_prefix_ids)
         self.trained_modules = set(trained_modules or [])
         self.modules_learning_rate = modules_learning_rate
-        self._window = torch.zeros(4, dtype=torch.float64)  # lm_loss, mapper_loss, correct, counted
+        self._window = torch.zeros(5, dtype=torch.float64)  # lm_loss, mapper_loss, correct, counted, forensic_loss
 
     def _verdict_is_fake(self, labels: torch.Tensor) -> torch.Tensor:
         slots = verdict_slots(labels, self.answer_prefix_ids)
@@ -158,9 +158,10 @@ class ForenXTrainer(Trainer):
         valid = ~torch.isnan(prob_fake)
         if model.training:
             correct = ((prob_fake[valid] > 0.5).float() == is_fake[valid]).sum()
+            forensic = outputs.forensic_loss.detach() if outputs.forensic_loss is not None else torch.zeros(())
             self._window += torch.stack([outputs.lm_loss.detach().double().cpu(),
                                          outputs.mapper_loss.detach().double().cpu(),
-                                         correct.double().cpu(), valid.sum().double().cpu()])
+                                         correct.double().cpu(), valid.sum().double().cpu(), forensic.double().cpu()])
             self._window_batches = getattr(self, "_window_batches", 0) + 1
         if not return_outputs:
             return loss
@@ -175,10 +176,12 @@ class ForenXTrainer(Trainer):
             batches = torch.tensor([float(self._window_batches)], dtype=torch.float64)
             window = torch.cat([self._window, batches]).to(self.args.device)
             window = self.accelerator.reduce(window, reduction="sum").cpu()
-            logs["lm_loss"] = round(float(window[0] / window[4]), 4)
-            logs["mapper_loss"] = round(float(window[1] / window[4]), 4)
+            logs["lm_loss"] = round(float(window[0] / window[5]), 4)
+            logs["mapper_loss"] = round(float(window[1] / window[5]), 4)
             if window[3] > 0:
                 logs["mapper_accuracy"] = round(float(window[2] / window[3]), 4)
+            if self.accelerator.unwrap_model(self.model).config.forensic_width:
+                logs["forensic_loss"] = round(float(window[4] / window[5]), 4)
             self._window.zero_()
             self._window_batches = 0
         super().log(logs, start_time)

@@ -1,0 +1,66 @@
+"""Cost of the forensic stream: image-feature time of the nano configuration with and without it.
+
+Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, random weights) twice,
+without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
+the same run; then the forensic maps alone and the duplicate hash alone. Prints ms per image and
+the ratio with / without. Figures only; nothing is asserted.
+
+    python bench/forensic.py                  # batch 16, 5 timed repeats, 2 threads
+    python bench/forensic.py --batch 32 --repeats 10 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from forenx.modeling import tiny_model
+from forenx.modeling.forensic import duplicate_maps, forensic_maps
+
+NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.no_grad()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--width", type=int, default=64, help="forensic_width of the stream")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    overrides = yaml.safe_load(NANO.read_text())["tiny_overrides"]
+    width = args.width
+    pixels = torch.rand(args.batch, 3, overrides["image_size"], overrides["image_size"])
+    print(f"nano shape, {args.batch} images of {overrides['image_size']} px, {args.threads} thread(s)")
+    per_image = {}
+    for name, extra in (("without the stream", {}), (f"with the stream (width {width})", {"forensic_width": width})):
+        model, _ = tiny_model(seed=0, **overrides, **extra)
+        model.eval()
+        seconds = median_seconds(lambda m=model: m.model.get_image_features(pixels), args.repeats)
+        per_image[name] = seconds / args.batch
+        print(f"  image features {name:28s} {1000 * per_image[name]:8.2f} ms/image")
+    without, with_stream = per_image.values()
+    print(f"  ratio with / without: {with_stream / without:.2f}x")
+    maps = median_seconds(lambda: forensic_maps(pixels), args.repeats) / args.batch
+    dup = median_seconds(lambda: duplicate_maps((pixels * 255).round()), args.repeats) / args.batch
+    print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

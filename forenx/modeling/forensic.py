@@ -1,0 +1,182 @@
+"""The forensic stream: fixed forensic feature maps and the small conv net that reads them.
+
+A ViT that starts from RGB has to discover noise residuals, JPEG grids and pixel-exact
+duplicates by itself; trained from scratch on a dozen photographs it learns the photographs
+instead (measured on ForgerySynth: held-out verdict accuracy at chance). The forensic stream
+hands the model what the forensics literature measures, as maps on the 8 x 8 block grid:
+
+- duplicates (2 channels): blocks covered by an 8 x 8 window whose pixels occur, exactly, somewhere
+  else in the image (copy-move, clone stamp); windows flatter than a grey-level std of 2 / 0.5 are
+  ignored (flat sky repeats without being cloned);
+- local statistics (9 channels, each relative to the image's own median, so a noisy camera is
+  not "noisier than usual"): noise level (mean and local-minimum |Laplacian|), gradient energy,
+  Laplacian-to-gradient ratio (sharpness), chroma noise, brightness, chroma (2), colourfulness;
+- JPEG grid phase (16 channels): for each of the 8 column and 8 row phases, the share of the
+  local gradient energy on that phase, against the local mean (an 8 x 8 grid that does not line
+  up with the image's own grid shows as an off-phase peak).
+
+:class:`ForensicEncoder` turns the maps into one token per image patch (at the fusion width)
+and a forensic logit (its own real / fake guess, pooled over the image); the logit is trained
+against the answer's verdict (``forensic_loss``) and written into every token along one learnt
+direction, so the language model has a strong, easily read summary next to the spatial tokens.
+The model adds the tokens to the fused tokens. The maps are computed on the device from
+``pixel_values`` in [0, 1], in float32 whatever the model's dtype (duplicates are matched on the
+exact 8-bit values, which bfloat16 would not keep).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["BLOCK", "FORENSIC_CHANNELS", "ForensicEncoder", "duplicate_maps", "forensic_maps"]
+
+#: Side of the blocks the maps are computed on (the JPEG block).
+BLOCK = 8
+#: Channels of :func:`forensic_maps`.
+FORENSIC_CHANNELS = 2 + 9 + 16
+_DUP_STD = (2.0, 0.5)
+_EPS = 0.5
+_LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+
+
+def _hash_weights(device: torch.device) -> torch.Tensor:
+    """Two rows of 8 odd 62-bit multipliers: one across a window's columns, one down its rows."""
+    generator = torch.Generator().manual_seed(0x5EED)
+    weights = torch.randint(1, 2**62, (2, BLOCK), generator=generator, dtype=torch.int64)
+    return (weights | 1).to(device)
+
+
+def duplicate_maps(pixels: torch.Tensor) -> torch.Tensor:
+    """Share of each 8 x 8 block covered by a window that repeats, pixel for pixel, elsewhere.
+
+    ``pixels``: ``(B, 3, H, W)`` 8-bit values (float or integer). Returns ``(B, 2, H/8, W/8)``,
+    one channel per texture threshold (window grey-level std above 2 and above 0.5).
+
+    >>> image = torch.randint(0, 256, (1, 3, 32, 32)).float()
+    >>> duplicate_maps(image).sum().item()
+    0.0
+    >>> image[..., 16:28, 16:28] = image[..., 0:12, 0:12]
+    >>> maps = duplicate_maps(image)
+    >>> maps[0, 0, 0, 0].item(), maps[0, 0, 2, 2].item(), maps[0, 0, 0, 3].item()  # source, copy, elsewhere
+    (1.0, 1.0, 0.0)
+    """
+    batch, _, height, width = pixels.shape
+    values = pixels.round().to(torch.int64).clamp(0, 255)
+    packed = (values[:, 0] << 16) | (values[:, 1] << 8) | values[:, 2]  # (B, H, W)
+    rows, cols = height - BLOCK + 1, width - BLOCK + 1
+    weights = _hash_weights(pixels.device)
+    # A separable polynomial hash mod 2**64 (int64 products wrap around): along rows, then columns.
+    across = sum(packed[:, :, j:j + cols] * weights[0, j] for j in range(BLOCK))
+    digest = sum(across[:, i:i + rows] * weights[1, i] for i in range(BLOCK))
+    # One unique() for the batch: the image index goes into the hash so images never match each other.
+    digest = digest + torch.arange(batch, device=pixels.device).view(-1, 1, 1) * 0x1E3779B97F4A7C15
+    _, inverse, counts = torch.unique(digest.flatten(), return_inverse=True, return_counts=True)
+    repeated = (counts[inverse] > 1).view(batch, 1, rows, cols)
+    grey = pixels.float().mean(1, keepdim=True)
+    mean = F.avg_pool2d(grey, BLOCK, 1)
+    std = (F.avg_pool2d(grey * grey, BLOCK, 1) - mean * mean).clamp_min(0).sqrt()
+    maps = []
+    for threshold in _DUP_STD:
+        windows = (repeated & (std > threshold)).float()
+        # A pixel is covered when any window starting up to 7 px above / left of it repeats.
+        covered = F.max_pool2d(F.pad(windows, (BLOCK - 1, BLOCK - 1, BLOCK - 1, BLOCK - 1)), BLOCK, 1)
+        maps.append(F.avg_pool2d(covered[..., :height, :width], BLOCK))
+    return torch.cat(maps, 1)
+
+
+def _relative(maps: torch.Tensor) -> torch.Tensor:
+    """Each channel minus its median over the image."""
+    return maps - maps.flatten(2).median(2).values[..., None, None]
+
+
+def _phase_maps(energy: torch.Tensor, dim: int) -> torch.Tensor:
+    """Log share of ``energy`` ``(B, 1, H, W)`` on each of the 8 phases along ``dim`` (3: columns,
+    2: rows), per block, smoothed over a 5 x 5 block window, against the window's mean."""
+    batch, _, height, width = energy.shape
+    grid = energy.view(batch, height // BLOCK, BLOCK, width // BLOCK, BLOCK)
+    per_phase = grid.sum(2) if dim == 3 else grid.sum(4).transpose(2, 3)  # (B, H/8, W/8, 8)
+    per_phase = per_phase.permute(0, 3, 1, 2) / BLOCK  # (B, 8, H/8, W/8): mean energy on the phase
+    local = F.avg_pool2d(per_phase, 5, 1, 2, count_include_pad=False) + 0.1
+    return (local / local.mean(1, keepdim=True)).log()
+
+
+def forensic_maps(pixel_values: torch.Tensor) -> torch.Tensor:
+    """The forensic feature maps of ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 27, H/8, W/8)``.
+
+    ``H`` and ``W`` must be multiples of 8. See the module docstring for the channels.
+
+    >>> maps = forensic_maps(torch.rand(2, 3, 64, 48))
+    >>> tuple(maps.shape), bool(maps.isfinite().all())
+    ((2, 27, 8, 6), True)
+    """
+    _, channels, height, width = pixel_values.shape
+    if channels != 3 or height % BLOCK or width % BLOCK:
+        raise ValueError(f"forensic_maps: need (B, 3, H, W) with H and W multiples of {BLOCK}, "
+                         f"got {tuple(pixel_values.shape)}")
+    pixels = (pixel_values.float() * 255).round()
+    grey = pixels.mean(1, keepdim=True)
+    laplace = _LAPLACE.to(pixels.device).view(1, 1, 3, 3)
+    lap = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="reflect"), laplace).abs()
+    lap_min = -F.max_pool2d(-lap, 3, 1, 1)
+    dx = F.pad((grey[..., :, 1:] - grey[..., :, :-1]).abs(), (0, 1))
+    dy = F.pad((grey[..., 1:, :] - grey[..., :-1, :]).abs(), (0, 0, 0, 1))
+    chroma = torch.cat([pixels[:, :1] - pixels[:, 1:2], pixels[:, 2:] - pixels[:, 1:2]], 1)
+    chroma_lap = F.conv2d(F.pad(chroma, (1, 1, 1, 1), mode="reflect"), laplace.repeat(2, 1, 1, 1), groups=2).abs()
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, BLOCK)
+
+    log_lap, log_grad = (pool(lap) + _EPS).log(), (pool(dx + dy) + _EPS).log()
+    local = torch.cat([
+        log_lap, (pool(lap_min) + _EPS).log(), log_grad, log_lap - log_grad,
+        (pool(chroma_lap).sum(1, keepdim=True) + _EPS).log(),
+        (pool(grey) + 1).log(), pool(chroma) / 32, (pool(chroma.abs()).sum(1, keepdim=True) + 1).log(),
+    ], 1)
+    return torch.cat([duplicate_maps(pixels), _relative(local), _phase_maps(dx, 3), _phase_maps(dy, 2)], 1)
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1),
+                         nn.GroupNorm(4, out_channels), nn.GELU())
+
+
+class ForensicEncoder(nn.Module):
+    """Forensic maps -> tokens and a logit: ``(B, 3, S, S)`` in [0, 1] -> ``(B, grid * grid, out_dim)``, ``(B,)``.
+
+    Three convolutions at block resolution (``S / 8``), then two more that halve the resolution
+    while it stays at least the patch grid (stride 1 otherwise). The logit is a linear map of the
+    mean- and max-pooled features; the tokens are a linear map of the features pooled onto the
+    patch grid, plus the logit times a learnt direction.
+
+    >>> encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64)
+    >>> tokens, logit = encoder(torch.rand(2, 3, 64, 64))
+    >>> tuple(tokens.shape), tuple(logit.shape)
+    ((2, 16, 24), (2,))
+    """
+
+    def __init__(self, width: int, out_dim: int, grid: int, image_size: int):
+        super().__init__()
+        self.grid = grid
+        side, strides = image_size // BLOCK, []
+        for _ in range(2):
+            strides.append(2 if (side + 1) // 2 >= grid else 1)
+            side = (side + 1) // 2 if strides[-1] == 2 else side
+        self.stem = nn.Sequential(_conv_block(FORENSIC_CHANNELS, width, 1), _conv_block(width, width, 1),
+                                  _conv_block(width, width, 1))
+        self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
+        self.proj = nn.Linear(2 * width, out_dim)
+        self.head = nn.Linear(4 * width, 1)
+        self.logit_direction = nn.Linear(1, out_dim, bias=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype = self.proj.weight.dtype
+        with torch.no_grad():
+            maps = forensic_maps(pixel_values)
+        hidden = self.down(self.stem(maps.to(dtype)))
+        logit = self.head(torch.cat([hidden.mean((2, 3)), hidden.amax((2, 3))], 1))  # (B, 1)
+        if hidden.shape[-1] != self.grid or hidden.shape[-2] != self.grid:
+            hidden = F.adaptive_avg_pool2d(hidden, self.grid)
+        tokens = self.proj(hidden.flatten(2).transpose(1, 2)) + self.logit_direction(logit).unsqueeze(1)
+        return tokens, logit.squeeze(-1)

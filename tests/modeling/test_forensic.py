@@ -1,0 +1,162 @@
+"""The forensic stream: each map responds to the edit it is meant for, on a real photograph, and
+the stream trains, saves and loads as part of the fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from transformers import AutoModelForImageTextToText
+
+from forenx.data.synth.manipulations import jpeg_roundtrip
+from forenx.data.synth.photos import default_photos, load_photos
+from forenx.modeling import ForenXConfig, build_model, tiny_model
+from forenx.modeling.forensic import FORENSIC_CHANNELS, duplicate_maps, forensic_maps
+
+NOISE, CHROMA_NOISE, COLUMN_PHASE = 2, 6, slice(11, 19)  # channel indices (see the module docstring)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A 128 px crop of a shipped photograph (textured, with sensor noise)."""
+    arrays, _ = load_photos([p for p in default_photos() if p.name == "chelsea"], 128)
+    return np.ascontiguousarray(arrays["chelsea"][100:228, 150:278])
+
+
+def _pixels(*images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+
+
+def test_duplicates_mark_a_copied_patch_and_nothing_else(photo):
+    forged = photo.copy()
+    forged[80:120, 72:112] = photo[0:40, 8:48]  # block-aligned target and source
+    maps = duplicate_maps(_pixels(photo, forged) * 255)
+    assert maps[0].sum() == 0  # a photograph does not repeat itself
+    textured = maps[1, 0]
+    assert textured[10:15, 9:14].mean() > 0.9 and textured[0:5, 1:6].mean() > 0.9  # target and source
+    outside = textured.clone()
+    outside[10:15, 9:14] = 0
+    outside[0:5, 1:6] = 0
+    assert outside.max() == 0
+
+
+def test_noise_and_blur_move_the_noise_map_inside_the_region_only(photo):
+    rng = np.random.default_rng(0)
+    noisy, blurred = photo.astype(np.float64), photo.astype(np.float64)
+    noisy[32:96, 32:96] += rng.normal(0, 12, (64, 64, 3))
+    blurred[32:96, 32:96] = ndimage.gaussian_filter(blurred, (2, 2, 0))[32:96, 32:96]
+    maps = forensic_maps(_pixels(photo, *(np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (noisy, blurred))))
+    change = maps[1:] - maps[0]
+    inside = (slice(5, 11), slice(5, 11))
+    # Colour noise shows in the chroma-noise map, blur as a drop of the luminance noise map.
+    assert change[0, CHROMA_NOISE][inside].mean() > 1.0 and change[1, NOISE][inside].mean() < -1.0
+    ring = torch.ones(16, 16, dtype=torch.bool)
+    ring[3:13, 3:13] = False
+    for k, channel in ((0, CHROMA_NOISE), (1, NOISE)):  # relative maps: the untouched surroundings stay put
+        assert change[k, channel][ring].abs().mean() < 0.3
+
+
+def test_column_phase_peaks_on_the_jpeg_grid_it_was_compressed_on(photo):
+    aligned = jpeg_roundtrip(photo, 40)
+    shifted = photo.copy()
+    shifted[:, 3:] = jpeg_roundtrip(np.ascontiguousarray(photo[:, 3:]), 40)  # grid starts at column 3
+    maps = forensic_maps(_pixels(aligned, shifted))
+    peaks = maps[:, COLUMN_PHASE].mean((2, 3)).argmax(1).tolist()
+    # The block edge between columns 7 and 8 is phase 7; after a 3 px shift it is between 10 and 11: phase 2.
+    assert peaks == [7, 2]
+
+
+def test_maps_shape_and_bad_input():
+    maps = forensic_maps(torch.rand(1, 3, 40, 24))
+    assert maps.shape == (1, FORENSIC_CHANNELS, 5, 3) and maps.isfinite().all()
+    with pytest.raises(ValueError, match="multiples of 8"):
+        forensic_maps(torch.rand(1, 3, 36, 36))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        forensic_maps(torch.rand(1, 1, 32, 32))
+
+
+def test_config_rejects_a_stream_that_cannot_run():
+    towers = {"clip_config": {"hidden_size": 32, "patch_size": 10, "num_hidden_layers": 1, "num_attention_heads": 2,
+                              "intermediate_size": 64},
+              "dino_config": {"hidden_size": 24, "patch_size": 10, "num_hidden_layers": 1, "num_attention_heads": 2}}
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ForenXConfig(image_size=60, forensic_width=16, **towers)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ForenXConfig(image_size=80, forensic_width=6, **towers)
+    assert ForenXConfig(image_size=80, forensic_width=16, **towers).forensic_width == 16
+
+
+def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path):
+    model, processor = tiny_model(seed=0, forensic_width=8)
+    assert model.model.fusion.forensic is not None
+    inputs = processor.verdict_inputs(images)
+    out = model(**inputs)
+    out.logits[:, -1].logsumexp(-1).sum().backward()
+    grads = {n: p.grad for n, p in model.model.fusion.forensic.named_parameters()}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert loaded.config.forensic_width == 8
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
+    assert model._take_forensic_logit() is None  # each forward reads and clears it
+    # The stream reads the float32 pixels even when the model runs in bfloat16.
+    half = loaded.to(torch.bfloat16)
+    with torch.no_grad():
+        assert half(**inputs).logits.isfinite().all()
+
+
+def test_forensic_loss_joins_the_loss_also_under_peft(images):
+    """With labels the forensic logit gets its own BCE against the written verdict, logged apart
+    and added with its weight; the same through a PEFT model whose fusion is in modules_to_save."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.modeling.test_modeling import LORA_TARGETS, training_batch
+
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_loss_weight=0.5)
+    batch = training_batch(processor, images)
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.forensic_loss > 0
+    torch.testing.assert_close(out.loss, out.lm_loss + model.config.mapper_loss_weight * out.mapper_loss
+                               + 0.5 * out.forensic_loss)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=LORA_TARGETS,
+                                                  modules_to_save=["fusion", "multi_modal_projector"]))
+    wrapped = peft_model(**batch)
+    torch.testing.assert_close(wrapped.forensic_loss, out.forensic_loss)
+    wrapped.loss.backward()
+    head = [p for n, p in peft_model.named_parameters() if "forensic.head" in n and p.requires_grad]
+    assert head and all(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
+    no_stream, _ = tiny_model(seed=0)
+    with torch.no_grad():
+        assert no_stream(**batch).forensic_loss is None
+
+
+def test_build_from_llava_initialises_the_stream(images, tmp_path):
+    """The LLaVA path builds the fusion on the meta device; the stream's convolutions must be
+    materialised and initialised with it."""
+    from transformers import (
+        CLIPVisionConfig,
+        Dinov2Config,
+        Dinov2Model,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
+
+    from forenx.modeling.tokenizer import load_tokenizer
+    from forenx.prompts import IMAGE_TOKEN
+    from tests.modeling.test_builder import CLIP, DINO, llama_config  # the saved-parts helpers
+
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(**DINO)).save_pretrained(tmp_path / "dino")
+    LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=CLIPVisionConfig(**CLIP), text_config=llama_config(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), image_seq_length=16)).save_pretrained(tmp_path / "llava")
+    tokenizer.save_pretrained(tmp_path / "llava")
+    model, processor = build_model(llava=tmp_path / "llava", dino=tmp_path / "dino", fusion_heads=4, forensic_width=8)
+    for name, parameter in model.model.fusion.forensic.named_parameters():
+        assert not parameter.is_meta and parameter.isfinite().all(), name
+    assert model.predict_proba(**processor.verdict_inputs(images)).isfinite().all()
