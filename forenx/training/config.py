@@ -101,6 +101,9 @@ class DataArguments:
         "(forenx.data.synth.synthesize; train/val/test splits).")})
     synth_seed: int = field(default=0, metadata={"help": "Seed of the ForgerySynth set made by synth_n."})
     synth_size: int = field(default=256, metadata={"help": "Side in pixels of the ForgerySynth images made by synth_n."})
+    synth_variations: str = field(default="none", metadata={"help": (
+        "Splits of the ForgerySynth set made by synth_n whose crops go through random global capture variations "
+        "(none, all, or split names such as train; see forenx.data.synth.capture).")})
 
     def __post_init__(self):
         if self.train_file is None:

@@ -67,7 +67,8 @@ def _ensure_synth(args: DataArguments) -> None:
         raise SFTConfigError(f"synth_n makes DIR/records.jsonl; set train_file to <folder>/records.jsonl "
                              f"(got {args.train_file!r}).")
     logger.warning("train_file %s is missing: making a ForgerySynth set of %d samples there", train_file, args.synth_n)
-    synthesize(train_file.parent, n=args.synth_n, seed=args.synth_seed, size=args.synth_size)
+    synthesize(train_file.parent, n=args.synth_n, seed=args.synth_seed, size=args.synth_size,
+               variations=args.synth_variations)
 
 
 def _records(path: str, root: str | None, split: str | None, limit: int | None, check_images: bool,

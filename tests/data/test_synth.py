@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from forenx.data.records import Record
 from forenx.data.synth import FAMILIES, manipulation, severity_from_strength, synthesize
+from forenx.data.synth.capture import capture_variation
 from forenx.data.synth.cli import synth_command
 from forenx.data.synth.manipulations import mask_box, where
 from forenx.data.synth.photos import default_photos, load_photos, parse_splits, split_groups
@@ -268,3 +269,54 @@ def test_cli_synth(tmp_path):
     assert len(_records(tmp_path / "ds")) == 10 and "samples/s" in result.output
     bad = runner.invoke(app, ["synth", "--out", str(tmp_path / "ds"), "--n", "10"])
     assert bad.exit_code == 2 and "--overwrite" in bad.output
+    varied = runner.invoke(app, ["synth", "--out", str(tmp_path / "v"), "--n", "10", "--workers", "1",
+                                 "--size", "128", "--variations", "train"])
+    assert varied.exit_code == 0, varied.output
+    assert all(("capture" in r.meta) == (r.split == "train") for r in _records(tmp_path / "v"))
+    typo = runner.invoke(app, ["synth", "--out", str(tmp_path / "t"), "--n", "10", "--variations", "tran"])
+    assert typo.exit_code == 2 and "unknown split" in typo.output
+
+
+# ------------------------------------------------------------------------------ capture variations
+
+def test_capture_variation_is_seeded_and_keeps_size_and_type():
+    photo = np.asarray(Image.open(default_photos()[0].path).convert("RGB"))
+    a = capture_variation(np.random.default_rng(3), photo, 128)
+    b = capture_variation(np.random.default_rng(3), photo, 128)
+    assert np.array_equal(a[0], b[0]) and a[1:] == b[1:]
+    crops = [capture_variation(np.random.default_rng(s), photo, 128) for s in range(40)]
+    assert all(c.shape == (128, 128, 3) and c.dtype == np.uint8 for c, _, _ in crops)
+    # Over 40 draws every kind of change happens at least once, and some crops are downscaled views.
+    seen = set().union(*(p for _, _, p in crops))
+    assert {"gamma", "greyscale", "blur_sigma", "noise_sigma", "jpeg_quality", "downscale_filter"} <= seen
+    for crop, box, params in crops:
+        x0, y0, x1, y1 = box
+        assert x0 % 8 == 0 and y0 % 8 == 0 and x1 - x0 == y1 - y0 >= 128
+        assert params["scale"] == round(128 / (x1 - x0), 4)
+        if params.get("greyscale") and "noise_sigma" not in params:
+            assert np.array_equal(crop[..., 0], crop[..., 1])
+
+
+def test_variations_change_only_the_named_splits(tmp_path):
+    """Variations in train leave val / test byte-identical to a plain run; train crops (and splice
+    donors) record their variation, and the card says which splits vary."""
+    synthesize(tmp_path / "plain", n=40, seed=6, workers=1)
+    summary = synthesize(tmp_path / "varied", n=40, seed=6, workers=1, variations="train")
+    assert summary.variation_splits == ["train"]
+    plain, varied = _files(tmp_path / "plain"), _files(tmp_path / "varied")
+    assert plain.keys() == varied.keys()
+    for name in plain:
+        if "/train/" in name:
+            continue
+        if name.startswith(("images/", "masks/")):
+            assert plain[name] == varied[name], name
+    records = _records(tmp_path / "varied")
+    assert all(("capture" in r.meta) == (r.split == "train") for r in records)
+    changed = [r for r in records if r.split == "train" and plain[r.image] != varied[r.image]]
+    assert len(changed) >= len([r for r in records if r.split == "train"]) // 2
+    donors = [r for r in records if r.split == "train" and r.generator == "splicing"]
+    assert donors and all("donor_capture" in r.meta["params"] for r in donors)
+    assert "Capture variations in split(s) `train`" in (tmp_path / "varied" / "README.md").read_text()
+    assert validate_records(tmp_path / "varied" / "records.jsonl").ok
+    with pytest.raises(ValueError, match="unknown split"):
+        synthesize(tmp_path / "bad", n=10, seed=6, workers=1, variations="training")

@@ -29,6 +29,9 @@ def synth_command(
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, help="Worker processes (default: CPU count); the output does not depend on it.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous output in --out.")] = False,
+    variations: Annotated[str, typer.Option(
+        "--variations", help="Splits whose crops go through random global capture variations (scale, exposure, "
+        "blur, noise, JPEG): none, all or split names, e.g. train.")] = "none",
 ) -> None:
     """Procedural forgeries on real photographs, with exact masks and quadruples."""
     from rich.console import Console
@@ -44,7 +47,7 @@ def synth_command(
             task = bar.add_task("synthesising", total=n)
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
-                                 progress=lambda done: bar.update(task, completed=done))
+                                 variations=variations, progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

@@ -14,6 +14,10 @@ same seed gives byte-identical files (with the same Pillow / NumPy / SciPy build
 float filters may differ in the last bit between versions). Everything is stored as PNG (Pillow writes no timestamps);
 the double-JPEG family's JPEG passes happen in memory and its decoded pixels are stored as PNG, so
 no further compression alters its traces.
+
+Capture variations (``variations=``, see :mod:`forenx.data.synth.capture`): in the named splits
+each crop (and each splice donor) first goes through a random global "camera pipeline" change, so
+a few photographs give many plausible ones; the other splits keep plain crops of the photos.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from forenx.data.records import Record
+from forenx.data.synth.capture import aligned_crop, capture_variation
 from forenx.data.synth.manipulations import FAMILIES, Manipulation, NoVisibleChange
 from forenx.data.synth.photos import (
     Photo,
@@ -46,9 +51,8 @@ from forenx.data.synth.photos import (
 __all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_samples", "render_sample", "synthesize"]
 
 SOURCE = "forgerysynth"
-#: Crop origins are multiples of this, so a JPEG source photo's own 8x8 grid stays aligned with
-#: the crop's grid (the double-JPEG family's shifted grid is then the only misaligned one).
-CROP_ALIGN = 8
+# Crop origins are multiples of capture.CROP_ALIGN (8), so a JPEG source photo's own 8x8 grid stays aligned
+# with the crop's grid (the double-JPEG family's shifted grid is then the only misaligned one).
 _CROP_TRIES = 8
 
 
@@ -81,6 +85,7 @@ class SynthSummary:
     skipped_photos: list[str] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
+    variation_splits: list[str] = field(default_factory=list)
 
 
 def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[str]:
@@ -140,11 +145,13 @@ def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float
     return specs, split_photos
 
 
-def _crop(rng: np.random.Generator, photo: np.ndarray, size: int) -> tuple[np.ndarray, list[int]]:
-    h, w = photo.shape[:2]
-    y = CROP_ALIGN * int(rng.integers(0, (h - size) // CROP_ALIGN + 1))
-    x = CROP_ALIGN * int(rng.integers(0, (w - size) // CROP_ALIGN + 1))
-    return np.ascontiguousarray(photo[y:y + size, x:x + size]), [x, y, x + size, y + size]
+def _crop(rng: np.random.Generator, photo: np.ndarray, size: int, vary: bool
+          ) -> tuple[np.ndarray, list[int], dict[str, Any] | None]:
+    """A crop of ``photo``: plain, or (``vary``) through a capture variation; returns its parameters too."""
+    if vary:
+        return capture_variation(rng, photo, size)
+    crop, box = aligned_crop(rng, photo, size)
+    return crop, box, None
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
@@ -153,26 +160,32 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=3)
 
 
-def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path, seed: int, size: int) -> Record:
-    """Render one planned sample, write its image (and mask), and return its record."""
+def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path, seed: int, size: int,
+                  vary: bool = False) -> Record:
+    """Render one planned sample, write its image (and mask), and return its record.
+
+    ``vary``: crop through a capture variation (its parameters go to ``meta["capture"]``).
+    """
     rng = np.random.default_rng([seed, 1, spec.index])
     image_path = f"images/{spec.split}/{spec.stem}.png"
     record_id = f"{SOURCE}-s{seed}-{spec.stem}"
     meta: dict[str, Any] = {"photo": spec.photo, "seed": seed, "index": spec.index}
     if spec.label == "real":
-        crop, crop_box = _crop(rng, photos[spec.photo], size)
+        crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
         _save_png(crop, out_dir / image_path)
         meta["crop_box"] = crop_box
+        if capture is not None:
+            meta["capture"] = capture
         return Record(id=record_id, image=image_path, label="real", generator="camera", source=SOURCE,
                       summary=f"An unedited {size}x{size} crop of a photograph, with no manipulation.",
                       split=spec.split, meta=meta)
     apply = FAMILIES[spec.family]
     result: Manipulation | None = None
     for _ in range(_CROP_TRIES):
-        crop, crop_box = _crop(rng, photos[spec.photo], size)
+        crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
         donor = None
         if spec.donor is not None:
-            donor, donor_crop = _crop(rng, photos[spec.donor], size)
+            donor, donor_crop, donor_capture = _crop(rng, photos[spec.donor], size, vary)
         try:
             result = apply(crop, rng, donor=donor)
             break
@@ -185,10 +198,14 @@ def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path
     _save_png(result.forged, out_dir / image_path)
     _save_png(result.mask, out_dir / mask_path)
     meta["crop_box"] = crop_box
+    if capture is not None:
+        meta["capture"] = capture
     params = dict(result.params)
     if spec.donor is not None:
         params["donor_photo"] = spec.donor
         params["donor_crop_box"] = donor_crop
+        if donor_capture is not None:
+            params["donor_capture"] = donor_capture
     meta["params"] = params
     return Record(id=record_id, image=image_path, label="fake", generator=spec.family, source=SOURCE,
                   quadruples=result.quadruples, summary=result.summary, mask=mask_path,
@@ -200,12 +217,35 @@ def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(photos: dict[str, np.ndarray], out_dir: str, seed: int, size: int) -> None:
-    _STATE.update(photos=photos, out_dir=Path(out_dir), seed=seed, size=size)
+def _init_worker(photos: dict[str, np.ndarray], out_dir: str, seed: int, size: int, vary_splits: frozenset[str]) -> None:
+    _STATE.update(photos=photos, out_dir=Path(out_dir), seed=seed, size=size, vary_splits=vary_splits)
 
 
 def _render_in_worker(spec: SampleSpec) -> dict[str, Any]:
-    return render_sample(spec, _STATE["photos"], _STATE["out_dir"], _STATE["seed"], _STATE["size"]).to_dict()
+    return render_sample(spec, _STATE["photos"], _STATE["out_dir"], _STATE["seed"], _STATE["size"],
+                         vary=spec.split in _STATE["vary_splits"]).to_dict()
+
+
+def parse_variations(variations: str | list[str], splits: list[str]) -> frozenset[str]:
+    """The splits named by ``variations`` (``"none"``, ``"all"`` or split names, comma-separated).
+
+    >>> sorted(parse_variations("train", ["train", "val"])), sorted(parse_variations("all", ["train", "val"]))
+    (['train'], ['train', 'val'])
+    >>> parse_variations("tran", ["train", "val"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --variations tran: unknown split(s) ['tran']; use none, all or some of train, val
+    """
+    names = [v.strip() for v in (variations.split(",") if isinstance(variations, str) else variations) if v.strip()]
+    if names in ([], ["none"]):
+        return frozenset()
+    if names == ["all"]:
+        return frozenset(splits)
+    unknown = [v for v in names if v not in splits]
+    if unknown:
+        raise ValueError(f"--variations {','.join(names)}: unknown split(s) {unknown}; use none, all or some of "
+                         f"{', '.join(splits)}")
+    return frozenset(names)
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -223,12 +263,14 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
 def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.PathLike | None = None,
                size: int = 256, real_fraction: float = 0.5, splits: str | dict[str, float] = "train=0.8,val=0.1,test=0.1",
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
-               progress: Callable[[int], None] | None = None) -> SynthSummary:
+               progress: Callable[[int], None] | None = None, variations: str | list[str] = "none") -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
     ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples).
     ``workers``: processes to render with (default: the CPU count); the output does not depend on it.
     ``progress``: called with the number of samples finished so far.
+    ``variations``: the splits whose crops go through capture variations: ``"none"`` (default),
+    ``"all"``, or split names (``"train"``, ``"train,val"`` or a list).
     """
     from forenx.data.synth.card import write_card
 
@@ -240,6 +282,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     fractions = parse_splits(splits) if isinstance(splits, str) else parse_splits(
         ",".join(f"{k}={v}" for k, v in splits.items()))
     families = list(families or FAMILIES)
+    vary_splits = parse_variations(variations, list(fractions))
     catalogue = photos_from_dir(photos) if photos is not None else default_photos()
     arrays, skipped = load_photos(catalogue, size)
     usable = [p for p in catalogue if p.name in arrays]
@@ -252,14 +295,14 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     workers = max(1, min(workers or os.cpu_count() or 1, n))
     records: list[dict[str, Any]] = []
     if workers == 1:
-        _init_worker(arrays, str(out), seed, size)
+        _init_worker(arrays, str(out), seed, size, vary_splits)
         for spec in specs:
             records.append(_render_in_worker(spec))
             if progress:
                 progress(len(records))
     else:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers, _init_worker, (arrays, str(out), seed, size)) as pool:
+        with multiprocessing.get_context(method).Pool(workers, _init_worker, (arrays, str(out), seed, size, vary_splits)) as pool:
             # imap keeps the sample order, whatever order the workers finish in.
             for record in pool.imap(_render_in_worker, specs, chunksize=8):
                 records.append(record)
@@ -275,7 +318,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
         counts.setdefault(record["split"], Counter())[key] += 1
     counts = {split: dict(sorted(c.items())) for split, c in counts.items()}
     summary = SynthSummary(out_dir=str(out), n=n, seed=seed, size=size, counts=counts,
-                           split_photos=split_photos, skipped_photos=skipped, workers=workers)
+                           split_photos=split_photos, skipped_photos=skipped, workers=workers,
+                           variation_splits=sorted(vary_splits))
     write_card(out / "README.md", summary, [p for p in usable], fractions, real_fraction, families)
     summary.seconds = time.perf_counter() - start
     return summary
