@@ -101,6 +101,8 @@ def _collect(value: Any, keys: set[str] | tuple[str, ...]) -> list[str]:
 
 
 def _architecture(config) -> str:
+    from forenx.modeling.forensic import FORENSIC_CHANNELS
+
     clip, dino, text = config.vision_config, config.dino_config, config.text_config
     grid = config.image_size // clip.patch_size
     return (f"- CLIP vision tower: {clip.num_hidden_layers} layers, width {clip.hidden_size}, patch {clip.patch_size}, "
@@ -108,7 +110,7 @@ def _architecture(config) -> str:
             f"- DINOv2 tower: {dino.num_hidden_layers} layers, width {dino.hidden_size}, patch {dino.patch_size}\n"
             f"- Forgery-aware fusion: width {config.fusion_dim}, {config.fusion_heads} heads, DINO attention-map bias "
             f"{'on' if config.fusion_attention_bias else 'off'}\n"
-            + (f"- Forensic stream: 27 fixed forensic maps (duplicates, relative noise / colour statistics, JPEG grid "
+            + (f"- Forensic stream: {FORENSIC_CHANNELS} fixed forensic maps (duplicates, relative noise / colour statistics, JPEG grid "
                f"phases) on the 8 px block grid, read by a conv net of width {config.forensic_width} into the fused "
                f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})\n"
                if getattr(config, "forensic_width", None) else "")

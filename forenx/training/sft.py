@@ -32,7 +32,7 @@ from forenx.data.collate import ForensicChatCollator, chat_lengths
 from forenx.data.io import default_root, read_records, records_to_dataset
 from forenx.data.records import Record
 from forenx.data.validate import require_valid
-from forenx.modeling.heads import verdict_slots
+from forenx.modeling.heads import verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
 from forenx.training.checkpoint import build_base_model
 from forenx.training.config import (
@@ -146,15 +146,10 @@ class ForenXTrainer(Trainer):
         self.modules_learning_rate = modules_learning_rate
         self._window = torch.zeros(5, dtype=torch.float64)  # lm_loss, mapper_loss, correct, counted, forensic_loss
 
-    def _verdict_is_fake(self, labels: torch.Tensor) -> torch.Tensor:
-        slots = verdict_slots(labels, self.answer_prefix_ids)
-        tokens = labels[torch.arange(labels.shape[0], device=labels.device), slots.clamp_min(0)]
-        return (tokens == self.verdict_token_ids[1]).float()
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         loss = outputs.loss
-        is_fake = self._verdict_is_fake(inputs["labels"])
+        is_fake = verdict_targets(inputs["labels"], self.verdict_token_ids, self.answer_prefix_ids)[1].float()
         prob_fake = outputs.prob_fake.detach().float()
         valid = ~torch.isnan(prob_fake)
         if model.training:
