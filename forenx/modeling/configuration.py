@@ -41,7 +41,9 @@ class ForenXConfig(LlavaConfig):
     ``fusion_mlp_ratio``, ``fusion_attention_bias`` (False drops the DINO-attention bias, for ablations),
     ``fusion_bias_hidden`` (width of the 1x1 MLP across heads), ``forensic_width`` (None: off; else
     the width of the forensic stream's conv net, see :mod:`forenx.modeling.forensic`; needs an
-    ``image_size`` that is a multiple of 8) and ``forensic_loss_weight`` (weight of its own verdict loss).
+    ``image_size`` that is a multiple of 8), ``forensic_loss_weight`` (weight of its own verdict loss)
+    and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
+    logit difference, so P(fake) = sigmoid(LM difference + forensic logit); needs the stream).
 
     Probability mapper: ``verdict_token_ids`` (``[real, fake]``, the first tokens of the verdict words
     after :data:`forenx.schema.ANSWER_PREFIX`, taken from the tokenizer by the builders),
@@ -78,6 +80,7 @@ class ForenXConfig(LlavaConfig):
     fusion_bias_hidden: int = 16
     forensic_width: int | None = None
     forensic_loss_weight: float = 1.0
+    forensic_verdict: bool = False
     verdict_token_ids: list[int] | None = None
     answer_prefix_ids: list[int] | None = None
     mapper_temperature: float = 1.0
@@ -105,6 +108,9 @@ class ForenXConfig(LlavaConfig):
                                                 or self.image_size % 8):
             raise ValueError(f"ForenXConfig: forensic_width={self.forensic_width} must be a positive multiple of 4 "
                              f"(GroupNorm groups) and image_size={self.image_size} a multiple of 8 (its block grid).")
+        if self.forensic_verdict and not self.forensic_width:
+            raise ValueError("ForenXConfig: forensic_verdict=True adds the forensic stream's logit to the verdict "
+                             "slot, but the stream is off; set forensic_width (e.g. 64) or forensic_verdict=False.")
         if self.fusion_dim is None:
             self.fusion_dim = self.vision_config.hidden_size
         if self.fusion_dim % self.fusion_heads:

@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from forenx.schema import ANSWER_PREFIX, VERDICT_WORDS
 
-__all__ = ["answer_prefix_ids", "forensic_loss", "mapper_loss", "prob_fake", "verdict_slots", "verdict_targets",
-           "verdict_token_ids"]
+__all__ = ["add_verdict_evidence", "answer_prefix_ids", "forensic_loss", "mapper_loss", "prefix_ends", "prob_fake",
+           "verdict_slots", "verdict_targets", "verdict_token_ids"]
 
 IGNORE_INDEX = -100
 
@@ -52,6 +52,23 @@ def verdict_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def prefix_ends(ids: torch.Tensor, prefix_ids: Sequence[int]) -> torch.Tensor:
+    """``(B, L)`` bool: True at the last token of every occurrence of ``prefix_ids`` in ``ids``.
+
+    The logit there predicts the token after the prefix: with the answer prefix, the verdict.
+
+    >>> prefix_ends(torch.tensor([[7, 8, 1, 7, 8], [1, 7, 1, 8, 8]]), [7, 8]).long().tolist()
+    [[0, 1, 0, 0, 1], [0, 0, 0, 0, 0]]
+    """
+    batch, length = ids.shape
+    n = len(prefix_ids)
+    ends = torch.zeros((batch, length), dtype=torch.bool, device=ids.device)
+    if length >= n:
+        prefix = torch.as_tensor(list(prefix_ids), device=ids.device)
+        ends[:, n - 1:] = (ids.unfold(1, n, 1) == prefix).all(-1)
+    return ends
+
+
 def verdict_slots(labels: torch.Tensor, prefix_ids: Sequence[int]) -> torch.Tensor:
     """Position of the verdict token in each row of ``labels`` (``-1`` where a row has none).
 
@@ -61,18 +78,33 @@ def verdict_slots(labels: torch.Tensor, prefix_ids: Sequence[int]) -> torch.Tens
     >>> verdict_slots(torch.tensor([[-100, -100, 7, 8, 1, 9], [-100, 7, 8, 2, 9, 9]]), [7, 8]).tolist()
     [4, 3]
     """
-    batch, length = labels.shape
-    n = len(prefix_ids)
-    slots = torch.full((batch,), -1, dtype=torch.long, device=labels.device)
-    if length <= n:
-        return slots
-    prefix = torch.as_tensor(list(prefix_ids), device=labels.device)
-    windows = labels.unfold(1, n, 1)[:, : length - n]  # windows that still have a token after them
-    matches = (windows == prefix).all(-1)
-    found = matches.any(-1)
-    first = matches.float().argmax(-1)
-    slots[found] = first[found] + n
+    ends = prefix_ends(labels, prefix_ids)
+    ends[:, -1:] = False  # a prefix at the very end has no verdict after it
+    slots = torch.full((labels.shape[0],), -1, dtype=torch.long, device=labels.device)
+    found = ends.any(-1)
+    slots[found] = ends.float().argmax(-1)[found] + 1
     return slots
+
+
+def add_verdict_evidence(logits: torch.Tensor, ends: torch.Tensor, verdict_ids: Sequence[int],
+                         evidence: torch.Tensor) -> torch.Tensor:
+    """Add ``evidence`` (log-odds of fake, one per position: ``logits.shape[:-1]``) to the
+    fake-minus-real logit difference at the verdict-predicting positions ``ends`` (bool, the same
+    shape) of ``logits`` ``(..., V)``, in place; half goes to each word, so the other words' logits
+    and the pair's mean stay. P(fake) there becomes ``sigmoid((difference + evidence) / temperature)``.
+    Returns ``logits``.
+
+    >>> logits = torch.zeros(1, 2, 3)
+    >>> ends, evidence = torch.tensor([[False, True]]), torch.tensor([[5.0, 2.0]])
+    >>> add_verdict_evidence(logits, ends, [1, 2], evidence)[0].tolist()
+    [[0.0, 0.0, 0.0], [0.0, -1.0, 1.0]]
+    """
+    where = ends.nonzero(as_tuple=True)
+    if len(where[0]):
+        half = 0.5 * evidence[where].to(logits.dtype)
+        for word, sign in zip(verdict_ids, (-1.0, 1.0)):
+            logits.index_put_((*where, torch.full_like(where[0], word)), sign * half, accumulate=True)
+    return logits
 
 
 def prob_fake(verdict_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

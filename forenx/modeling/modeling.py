@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, GenerationMixin
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.llava.modeling_llava import (
     LlavaCausalLMOutputWithPast,
     LlavaForConditionalGeneration,
@@ -26,7 +27,7 @@ from transformers.models.llava.modeling_llava import (
 
 from forenx.modeling.configuration import ForenXConfig
 from forenx.modeling.fusion import ForgeryAwareFusion
-from forenx.modeling.heads import forensic_loss, mapper_loss, prob_fake
+from forenx.modeling.heads import add_verdict_evidence, forensic_loss, mapper_loss, prefix_ends, prob_fake
 from forenx.modeling.vision import clip_patch_features, dino_patch_features, normalize
 
 __all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "ForenXModel", "ForenXPreTrainedModel"]
@@ -37,7 +38,8 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     """LLaVA's output plus the ForenX losses and probability.
 
     ``loss`` = ``lm_loss`` + ``mapper_loss_weight`` * ``mapper_loss`` (+ ``forensic_loss_weight`` *
-    ``forensic_loss`` with the forensic stream) when labels are given;
+    ``forensic_loss`` with the forensic stream) when labels are given; with ``forensic_verdict`` the
+    logits at the verdict slot already hold the stream's evidence, in every loss and in generation;
     ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
     sequence has none).
     """
@@ -128,23 +130,44 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         kwargs.pop("return_dict", None)  # always a dataclass: the extra fields need it
         outputs = super().forward(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
                                   position_ids=position_ids, cache=cache, inputs_embeds=inputs_embeds,
-                                  labels=labels, logits_to_keep=logits_to_keep, return_dict=True, **kwargs)
+                                  labels=None, logits_to_keep=logits_to_keep, return_dict=True, **kwargs)
         result = ForenXCausalLMOutputWithPast(**outputs)
+        forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
+        needs_ids = labels is not None or (forensic_logit is not None and self.config.forensic_verdict)
+        if needs_ids and (self.config.verdict_token_ids is None or self.config.answer_prefix_ids is None):
+            raise ValueError("ForenXConfig.verdict_token_ids / answer_prefix_ids are not set; build the model "
+                             "with forenx.build_model (it reads them from the tokenizer).")
+        if forensic_logit is not None and self.config.forensic_verdict and input_ids is not None:
+            self._add_forensic_evidence(result.logits, input_ids, logits_to_keep, forensic_logit)
         if labels is not None:
-            result.lm_loss = outputs.loss
-            if self.config.verdict_token_ids is None or self.config.answer_prefix_ids is None:
-                raise ValueError("ForenXConfig.verdict_token_ids / answer_prefix_ids are not set; build the model "
-                                 "with forenx.build_model (it reads them from the tokenizer).")
+            result.lm_loss = self.loss_function(logits=result.logits, labels=labels,
+                                                vocab_size=self.config.text_config.vocab_size, **kwargs)
             result.mapper_loss, result.prob_fake = mapper_loss(
-                outputs.logits, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids,
+                result.logits, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids,
                 self.config.mapper_temperature)
             result.loss = result.lm_loss + self.config.mapper_loss_weight * result.mapper_loss
-        forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
         if labels is not None and forensic_logit is not None:
             result.forensic_loss = forensic_loss(forensic_logit, labels, self.config.verdict_token_ids,
                                                  self.config.answer_prefix_ids)
             result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
         return result
+
+    def _add_forensic_evidence(self, logits: torch.Tensor, input_ids: torch.Tensor, logits_to_keep,
+                               forensic_logit: torch.Tensor) -> None:
+        """``forensic_verdict``: add the stream's logit to the verdict words' logits wherever the
+        input so far ends with the answer prefix (the verdict slot in training, the first generated
+        step at inference, every position TRL scores), so the written verdict, P(fake) and every loss
+        see the same evidence."""
+        if forensic_logit.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"forensic_verdict: {forensic_logit.shape[0]} images were encoded for "
+                             f"{input_ids.shape[0]} sequences; give one image per sequence.")
+        ends = prefix_ends(input_ids, self.config.answer_prefix_ids)
+        evidence = forensic_logit[:, None].to(logits.dtype).expand_as(ends)
+
+        def kept(t: torch.Tensor) -> torch.Tensor:  # the positions the logits were computed for
+            return slice_logits_to_keep(t[..., None], logits_to_keep)[..., 0]
+
+        add_verdict_evidence(logits, kept(ends), self.config.verdict_token_ids, kept(evidence))
 
     def _take_forensic_logit(self) -> torch.Tensor | None:
         """The forensic logit the fusion kept in this forward pass (None without the stream or when no

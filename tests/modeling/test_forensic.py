@@ -13,6 +13,7 @@ from forenx.data.synth.manipulations import jpeg_roundtrip
 from forenx.data.synth.photos import default_photos, load_photos
 from forenx.modeling import ForenXConfig, build_model, tiny_model
 from forenx.modeling.forensic import FORENSIC_CHANNELS, duplicate_maps, forensic_maps
+from forenx.modeling.heads import prefix_ends
 
 NOISE, CHROMA_NOISE, COLUMN_PHASE = 2, 6, slice(11, 19)  # channel indices (see the module docstring)
 
@@ -160,3 +161,47 @@ def test_build_from_llava_initialises_the_stream(images, tmp_path):
     for name, parameter in model.model.fusion.forensic.named_parameters():
         assert not parameter.is_meta and parameter.isfinite().all(), name
     assert model.predict_proba(**processor.verdict_inputs(images)).isfinite().all()
+
+
+def test_forensic_verdict_puts_the_stream_logit_into_the_verdict_slot(images):
+    """forensic_verdict: P(fake) = sigmoid(LM difference + forensic logit) at the verdict slot, the
+    same in predict_proba, generate, the explainer's cached path and the training loss; nothing
+    else changes, and the mapper loss alone trains the stream."""
+    import copy
+
+    from forenx.inference.explainer import Explainer
+    from tests.modeling.test_modeling import training_batch
+
+    with pytest.raises(ValueError, match="forensic_verdict"):
+        tiny_model(seed=0, forensic_verdict=True)
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_verdict=True, forensic_loss_weight=0.0)
+    plain = copy.deepcopy(model)
+    plain.config.forensic_verdict = False
+    inputs = processor.verdict_inputs(images)
+    with torch.no_grad():
+        evidence = model.model.fusion.forensic(inputs["pixel_values"])[1]
+        p_with, p_plain = model.predict_proba(**inputs), plain.predict_proba(**inputs)
+        logits, logits_plain = model(**inputs).logits, plain(**inputs).logits
+    assert evidence.abs().min() > 0
+    torch.testing.assert_close(torch.logit(p_with.double()), torch.logit(p_plain.double()) + evidence.double(),
+                               atol=1e-4, rtol=0)
+    changed = (logits != logits_plain).nonzero()
+    # Only where the input ends with the answer prefix: the slot (the end of the prompt), and the
+    # format example inside the prompt (harmless: no label and no generation reads it).
+    ends = prefix_ends(inputs["input_ids"], model.config.answer_prefix_ids)
+    assert set(changed[:, 1].tolist()) == set(ends.nonzero()[:, 1].tolist()) and ends[:, -1].all()
+    assert set(changed[:, 2].tolist()) <= set(model.config.verdict_token_ids)
+    _, p_generated = model.generate_with_proba(**inputs, max_new_tokens=1, do_sample=False)
+    torch.testing.assert_close(p_generated, p_with)
+    reports = Explainer(model, processor, batch_size=len(images), max_new_tokens=2, evidence=False)(images)
+    torch.testing.assert_close(torch.tensor([r.prob_fake for r in reports]), p_with, atol=1e-5, rtol=0)
+
+    batch = training_batch(processor, images)
+    out, out_plain = model(**batch), plain(**batch)
+    evidence = evidence[: len(batch["input_ids"])].detach()
+    torch.testing.assert_close(torch.logit(out.prob_fake.detach().double()),
+                               torch.logit(out_plain.prob_fake.detach().double()) + evidence.double(), atol=1e-4, rtol=0)
+    assert out.lm_loss != out_plain.lm_loss  # the LM loss sees the slot as written too
+    out.mapper_loss.backward()
+    head = model.model.fusion.forensic.head.weight
+    assert head.grad is not None and head.grad.abs().sum() > 0
