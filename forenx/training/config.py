@@ -104,6 +104,8 @@ class DataArguments:
     synth_variations: str = field(default="none", metadata={"help": (
         "Splits of the ForgerySynth set made by synth_n whose crops go through random global capture variations "
         "(none, all, or split names such as train; see forenx.data.synth.capture).")})
+    synth_variation_rate: float = field(default=1.0, metadata={"help": (
+        "Share of the synth_variations splits' samples that are varied (the rest stay plain crops); in (0, 1].")})
 
     def __post_init__(self):
         if self.train_file is None:

@@ -254,7 +254,7 @@ def build_grpo_trainer(model_args: ModelArguments, data_args: DataArguments, grp
             logger.warning("train_file %s is missing: making a ForgerySynth set of %d samples there", train_file,
                            data_args.synth_n)
             synthesize(train_file.parent, n=data_args.synth_n, seed=data_args.synth_seed, size=data_args.synth_size,
-                       variations=data_args.synth_variations)
+                       variations=data_args.synth_variations, variation_rate=data_args.synth_variation_rate)
     train_records, train_root = _records(data_args.train_file, data_args.data_root, data_args.train_split,
                                          data_args.max_train_samples, data_args.validate_images, "train_file")
     reward_funcs = build_reward_funcs(grpo_args, scorer)  # an unknown reward fails before the model is built

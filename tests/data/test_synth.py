@@ -320,3 +320,30 @@ def test_variations_change_only_the_named_splits(tmp_path):
     assert validate_records(tmp_path / "varied" / "records.jsonl").ok
     with pytest.raises(ValueError, match="unknown split"):
         synthesize(tmp_path / "bad", n=10, seed=6, workers=1, variations="training")
+
+
+def test_variation_rate_varies_a_share_and_leaves_the_rest_plain(tmp_path):
+    """--variation-rate 0.5: about half the train samples are varied (seeded per sample); the others,
+    and every other split, are byte-identical to a plain run; rate 1 is the plain --variations run."""
+    synthesize(tmp_path / "plain", n=40, seed=6, workers=1)
+    summary = synthesize(tmp_path / "half", n=40, seed=6, workers=2, variations="train", variation_rate=0.5)
+    assert summary.variation_rate == 0.5
+    plain, half = _files(tmp_path / "plain"), _files(tmp_path / "half")
+    records = _records(tmp_path / "half")
+    train = [r for r in records if r.split == "train"]
+    varied = [r for r in train if "capture" in r.meta]
+    assert 0.25 * len(train) <= len(varied) <= 0.75 * len(train)
+    for r in records:
+        if "capture" not in r.meta:
+            assert plain[r.image] == half[r.image], r.id
+    assert "a random 50% of the crops there" in (tmp_path / "half" / "README.md").read_text()
+    full = synthesize(tmp_path / "full", n=40, seed=6, workers=1, variations="train", variation_rate=1.0)
+    again = synthesize(tmp_path / "again", n=40, seed=6, workers=1, variations="train")
+    assert _files(tmp_path / "full") == _files(tmp_path / "again") and full.variation_rate == 1.0
+    with pytest.raises(ValueError, match="variation-rate"):
+        synthesize(tmp_path / "bad", n=10, seed=6, workers=1, variations="train", variation_rate=0.0)
+    from forenx.cli import app
+
+    result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "cli"), "--n", "10", "--workers", "1",
+                                      "--size", "128", "--variations", "train", "--variation-rate", "1.5"])
+    assert result.exit_code == 2 and "variation-rate" in result.output

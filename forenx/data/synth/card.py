@@ -56,11 +56,13 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
         "reproduces every file byte for byte (with the same Pillow, NumPy and SciPy builds: JPEG coding "
         "and float filters can differ in the last bit between library versions)."),
         "",
-        *([("Capture variations in split(s) " + ", ".join(f"`{v}`" for v in summary.variation_splits) + ": each "
-            "crop there (and each splice donor) first went through a random global change of scale, orientation, "
+        *([("Capture variations in split(s) " + ", ".join(f"`{v}`" for v in summary.variation_splits) + ": "
+            + ("each crop there (and each splice donor)" if summary.variation_rate >= 1.0 else
+               f"a random {summary.variation_rate:.0%} of the crops there (with their splice donors)")
+            + " first went through a random global change of scale, orientation, "
             "exposure, colour, blur, sensor noise or JPEG save (`meta.capture` lists it), so the few source "
             "photographs give many plausible captures; the change covers the whole crop and is never a "
-            "manipulation. The other splits hold plain crops."), ""] if summary.variation_splits else []),
+            "manipulation. The other crops are plain."), ""] if summary.variation_splits else []),
         "## Files",
         "",
         ("- `records.jsonl`: one ForenX record per line (`id, image, label, generator, source, quadruples, "

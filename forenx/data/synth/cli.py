@@ -32,6 +32,9 @@ def synth_command(
     variations: Annotated[str, typer.Option(
         "--variations", help="Splits whose crops go through random global capture variations (scale, exposure, "
         "blur, noise, JPEG): none, all or split names, e.g. train.")] = "none",
+    variation_rate: Annotated[float, typer.Option(
+        "--variation-rate", help="Share of the --variations splits' samples that are varied (the rest stay plain "
+        "crops); 0.5 mixes both.")] = 1.0,
 ) -> None:
     """Procedural forgeries on real photographs, with exact masks and quadruples."""
     from rich.console import Console
@@ -47,7 +50,7 @@ def synth_command(
             task = bar.add_task("synthesising", total=n)
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
-                                 variations=variations, progress=lambda done: bar.update(task, completed=done))
+                                 variations=variations, variation_rate=variation_rate, progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
