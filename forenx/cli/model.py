@@ -62,3 +62,47 @@ def summary(
     console.print(table)
     console.print(f"image tokens per image: {config.num_image_tokens} "
                   f"({config.image_size}px, patch {config.vision_config.patch_size}); fusion_dim {config.fusion_dim}")
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Argument(..., help="A full ForenX model folder (its config.json gets the calibration)."),
+    data_file: str = typer.Option(..., "--data-file", help="JSONL records with real / fake labels."),
+    split: str = typer.Option("val", help="Records of this split are used ('' for all): held out from training "
+                              "and from the split you report on."),
+    data_root: str | None = typer.Option(None, "--data-root", help="Folder the image paths are relative to "
+                                         "(default: the data file's folder)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+    limit: int | None = typer.Option(None, min=2, help="Use only the first N records of the split."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Fit and print, but do not write config.json."),
+) -> None:
+    """Fit P(fake)'s temperature and bias on a held-out split and write them into the model's config
+    (mapper_temperature, mapper_bias): the verdict threshold moves too, in explain and eval alike.
+
+        forenx model calibrate runs/sft --data-file data/records.jsonl --split val
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from forenx.evaluation.calibration import CalibrationError
+    from forenx.evaluation.calibration import calibrate as fit
+
+    console = Console()
+    try:
+        result = fit(model, data_file, split or None, data_root=data_root, batch_size=batch_size, limit=limit,
+                     write=not dry_run)
+    except (CalibrationError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    for failure in result["failed"]:
+        console.print(f"[yellow]skipped[/yellow] {failure['id']}: {failure['error']}")
+    table = Table(title=f"{result['n']} records of split {result['split']!r}")
+    table.add_column("")
+    for name in ("nll", "ece", "accuracy", "real_accuracy", "fake_accuracy"):
+        table.add_column(name, justify="right")
+    for when in ("before", "after"):
+        table.add_row(when, *(f"{result[when][k]:.4f}" for k in ("nll", "ece", "accuracy", "real_accuracy",
+                                                                   "fake_accuracy")))
+    console.print(table)
+    action = "not written (--dry-run)" if dry_run else f"written to {model}/config.json"
+    console.print(f"mapper_temperature {result['temperature']:.4f}, mapper_bias {result['bias']:+.4f}: {action}")

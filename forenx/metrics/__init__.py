@@ -15,6 +15,7 @@ from forenx.metrics.detection import (
     apply_temperature,
     detection_metrics,
     expected_calibration_error,
+    fit_platt,
     fit_temperature,
 )
 from forenx.metrics.io import ExplanationSet, MetricsInputError, check_image_sets, load_explanations
@@ -44,6 +45,7 @@ __all__ = [
     "check_image_sets",
     "detection_metrics",
     "expected_calibration_error",
+    "fit_platt",
     "fit_temperature",
     "greedy_match",
     "image_semantic_scores",

@@ -27,6 +27,7 @@ __all__ = [
     "detection_metrics",
     "expected_calibration_error",
     "fake_scores",
+    "fit_platt",
     "fit_temperature",
 ]
 
@@ -113,6 +114,34 @@ def fit_temperature(values: Sequence[Any], labels: Sequence[Any]) -> float:
     best = minimize_scalar(nll, bounds=(math.log(1e-2), math.log(1e2)), method="bounded",
                            options={"xatol": 1e-6})
     return float(math.exp(best.x))
+
+
+def fit_platt(values: Sequence[Any], labels: Sequence[Any]) -> tuple[float, float]:
+    """Temperature T and bias b minimising the NLL of sigmoid((logit_fake + b) / T) on a validation
+    split (Platt scaling). Unlike a temperature alone, the bias moves the 0.5 threshold: a detector
+    whose held-out reals all score a little too fake gets its verdicts right again.
+
+    ``values`` are (real, fake) logits of shape (n, 2) or P(fake) of shape (n,); both labels must occur.
+
+    >>> t, b = fit_platt([3.0, 4.0, 2.0, 5.0, 1.0, 0.0], ["real", "fake", "real", "fake", "real", "real"])
+    >>> round(t, 2) > 0, b < -2
+    (True, True)
+    """
+    from scipy.optimize import minimize
+
+    z = _as_fake_logits(values)
+    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels], dtype=np.float64)
+    if len(z) != len(y) or not len(z):
+        raise ValueError(f"need as many labels as logits (got {len(y)} and {len(z)}), at least one")
+    if y.all() or not y.any():
+        raise ValueError("fit_platt needs both real and fake examples: with one class the bias runs off to infinity")
+
+    def nll(params: np.ndarray) -> float:
+        s = (z + params[1]) * math.exp(-params[0])
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    best = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[(math.log(1e-2), math.log(1e2)), (-50.0, 50.0)])
+    return float(math.exp(best.x[0])), float(best.x[1])
 
 
 def apply_temperature(values: Sequence[Any], temperature: float) -> np.ndarray:

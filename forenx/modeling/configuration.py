@@ -48,7 +48,10 @@ class ForenXConfig(LlavaConfig):
     Probability mapper: ``verdict_token_ids`` (``[real, fake]``, the first tokens of the verdict words
     after :data:`forenx.schema.ANSWER_PREFIX`, taken from the tokenizer by the builders),
     ``answer_prefix_ids`` (the prefix's tokens, to find the verdict slot in the labels),
-    ``mapper_temperature`` and ``mapper_loss_weight`` (lambda of ``loss = lm + lambda * CE``).
+    ``mapper_temperature`` and ``mapper_loss_weight`` (lambda of ``loss = lm + lambda * CE``), and
+    ``mapper_bias``, added to the verdict slot's fake-minus-real logit difference (before the
+    temperature) like the forensic logit. Temperature and bias are what post-hoc calibration
+    (:func:`forenx.evaluation.calibration.calibrate`, ``forenx model calibrate``) fits on a held-out split.
 
     >>> config = ForenXConfig(image_size=56, clip_config={"hidden_size": 32, "patch_size": 14,
     ...     "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
@@ -85,6 +88,7 @@ class ForenXConfig(LlavaConfig):
     answer_prefix_ids: list[int] | None = None
     mapper_temperature: float = 1.0
     mapper_loss_weight: float = 1.0
+    mapper_bias: float = 0.0
     freeze_vision: bool = True
 
     def __post_init__(self, **kwargs: Any):

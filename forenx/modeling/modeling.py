@@ -133,12 +133,15 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
                                   labels=None, logits_to_keep=logits_to_keep, return_dict=True, **kwargs)
         result = ForenXCausalLMOutputWithPast(**outputs)
         forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
-        needs_ids = labels is not None or (forensic_logit is not None and self.config.forensic_verdict)
-        if needs_ids and (self.config.verdict_token_ids is None or self.config.answer_prefix_ids is None):
+        evidence = forensic_logit if self.config.forensic_verdict else None
+        if self.config.mapper_bias:
+            evidence = self.config.mapper_bias if evidence is None else evidence + self.config.mapper_bias
+        if (labels is not None or evidence is not None) and (self.config.verdict_token_ids is None
+                                                             or self.config.answer_prefix_ids is None):
             raise ValueError("ForenXConfig.verdict_token_ids / answer_prefix_ids are not set; build the model "
                              "with forenx.build_model (it reads them from the tokenizer).")
-        if forensic_logit is not None and self.config.forensic_verdict and input_ids is not None:
-            self._add_forensic_evidence(result.logits, input_ids, logits_to_keep, forensic_logit)
+        if evidence is not None and input_ids is not None:
+            self._add_verdict_evidence(result.logits, input_ids, logits_to_keep, evidence)
         if labels is not None:
             result.lm_loss = self.loss_function(logits=result.logits, labels=labels,
                                                 vocab_size=self.config.text_config.vocab_size, **kwargs)
@@ -152,17 +155,18 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
             result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
         return result
 
-    def _add_forensic_evidence(self, logits: torch.Tensor, input_ids: torch.Tensor, logits_to_keep,
-                               forensic_logit: torch.Tensor) -> None:
-        """``forensic_verdict``: add the stream's logit to the verdict words' logits wherever the
-        input so far ends with the answer prefix (the verdict slot in training, the first generated
-        step at inference, every position TRL scores), so the written verdict, P(fake) and every loss
-        see the same evidence."""
-        if forensic_logit.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"forensic_verdict: {forensic_logit.shape[0]} images were encoded for "
-                             f"{input_ids.shape[0]} sequences; give one image per sequence.")
+    def _add_verdict_evidence(self, logits: torch.Tensor, input_ids: torch.Tensor, logits_to_keep,
+                              evidence: torch.Tensor | float) -> None:
+        """Add ``evidence`` (the forensic logit with ``forensic_verdict``, ``(B,)``, plus ``mapper_bias``)
+        to the verdict words' logit difference wherever the input so far ends with the answer prefix
+        (the verdict slot in training, the first generated step at inference, every position TRL
+        scores), so the written verdict, P(fake) and every loss see the same evidence."""
         ends = prefix_ends(input_ids, self.config.answer_prefix_ids)
-        evidence = forensic_logit[:, None].to(logits.dtype).expand_as(ends)
+        evidence = torch.as_tensor(evidence, device=logits.device)
+        if evidence.ndim and evidence.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"forensic_verdict: {evidence.shape[0]} images were encoded for "
+                             f"{input_ids.shape[0]} sequences; give one image per sequence.")
+        evidence = (evidence[:, None] if evidence.ndim else evidence).to(logits.dtype).expand_as(ends)
 
         def kept(t: torch.Tensor) -> torch.Tensor:  # the positions the logits were computed for
             return slice_logits_to_keep(t[..., None], logits_to_keep)[..., 0]

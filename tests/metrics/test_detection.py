@@ -10,6 +10,7 @@ from forenx.metrics.detection import (
     detection_metrics,
     expected_calibration_error,
     fake_scores,
+    fit_platt,
     fit_temperature,
 )
 
@@ -72,3 +73,18 @@ def test_temperature_fit_minimises_nll_and_improves_calibration():
     assert fit_temperature(apply_temperature(overconfident, 1.0), labels) == pytest.approx(t, rel=1e-3)
     with pytest.raises(ValueError, match="as many labels"):
         fit_temperature([0.5, 0.6], ["fake"])
+
+
+def test_fit_platt_recovers_a_known_temperature_and_bias():
+    """Labels drawn from sigmoid((z + b) / T): the fit finds T and b, and names a one-class split."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0.0, 4.0, 20000)
+    labels = ["fake" if u else "real" for u in rng.random(z.size) < 1 / (1 + np.exp(-(z - 1.5) / 2.0))]
+    t, b = fit_platt(np.stack([np.zeros_like(z), z], 1), labels)
+    assert t == pytest.approx(2.0, rel=0.05) and b == pytest.approx(-1.5, abs=0.1)
+    # A temperature alone cannot move the threshold; the bias can.
+    shifted = ["fake" if v > 1.5 else "real" for v in z]
+    t, b = fit_platt(list(1 / (1 + np.exp(-z))), shifted)
+    assert abs(b + 1.5) < 0.2 * max(1.0, t)
+    with pytest.raises(ValueError, match="both real and fake"):
+        fit_platt([0.2, 0.7], ["real", "real"])
