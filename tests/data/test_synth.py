@@ -338,7 +338,7 @@ def test_variation_rate_varies_a_share_and_leaves_the_rest_plain(tmp_path):
             assert plain[r.image] == half[r.image], r.id
     assert "a random 50% of the crops there" in (tmp_path / "half" / "README.md").read_text()
     full = synthesize(tmp_path / "full", n=40, seed=6, workers=1, variations="train", variation_rate=1.0)
-    again = synthesize(tmp_path / "again", n=40, seed=6, workers=1, variations="train")
+    synthesize(tmp_path / "again", n=40, seed=6, workers=1, variations="train")
     assert _files(tmp_path / "full") == _files(tmp_path / "again") and full.variation_rate == 1.0
     with pytest.raises(ValueError, match="variation-rate"):
         synthesize(tmp_path / "bad", n=10, seed=6, workers=1, variations="train", variation_rate=0.0)

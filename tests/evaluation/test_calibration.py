@@ -36,7 +36,7 @@ def test_calibrate_writes_temperature_and_bias_that_the_model_then_applies(model
     assert result["n"] == 12 and result["failed"] == []
     assert result["after"]["nll"] <= result["before"]["nll"] + 1e-9
 
-    records, images = _images(synth_records)
+    _, images = _images(synth_records)
     model, processor = load_checkpoint(model_dir, device="cpu")
     z = verdict_logit_differences(model, processor, images)  # without the bias, before the temperature
     expected = 1 / (1 + np.exp(-(z + result["bias"]) / result["temperature"]))
