@@ -269,7 +269,7 @@ def model_card(
         metrics=sorted({r.metric_type for r in eval_results}) if eval_results else None,
     )
     kind = ("a PEFT adapter (LoRA on the language model, plus the fully trained forgery-aware fusion, "
-            "projector and probability mapper)" if adapter_only else "a full model (LoRA merged into the weights)")
+            "projector and probability mapper)" if adapter_only else "a full model (a LoRA adapter, if the run had one, merged into the weights)")
     holds = [kind, "the whole processor (image processor, tokenizer, chat template)"]
     if not adapter_only:
         holds.append("the full configuration (sub-configurations included)")

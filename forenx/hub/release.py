@@ -112,8 +112,14 @@ def _architecture(config) -> str:
             f"{'on' if config.fusion_attention_bias else 'off'}\n"
             + (f"- Forensic stream: {FORENSIC_CHANNELS} fixed forensic maps (duplicates, relative noise / colour statistics, JPEG grid "
                f"phases) on the 8 px block grid, read by a conv net of width {config.forensic_width} into the fused "
-               f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})\n"
+               f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})"
+               + ("; its logit is added to the verdict slot's fake-minus-real logit difference (forensic_verdict)"
+                  if getattr(config, "forensic_verdict", False) else "") + "\n"
                if getattr(config, "forensic_width", None) else "")
+            + (f"- Probability mapper: P(fake) = sigmoid((logit difference {'-' if config.mapper_bias < 0 else '+'} "
+               f"{abs(config.mapper_bias):.3f}) / {config.mapper_temperature:.3f}), temperature and bias from "
+               "post-hoc calibration (forenx model calibrate)\n"
+               if getattr(config, "mapper_bias", 0.0) or config.mapper_temperature != 1.0 else "")
             + f"- Projector: {config.projector_hidden_act} MLP into the language model width {text.hidden_size}\n"
             f"- Language model: {text.model_type}, {text.num_hidden_layers} layers\n"
             f"- Image: {config.image_size} px, {grid}x{grid} = {config.num_image_tokens} image tokens")

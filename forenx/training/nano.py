@@ -2,7 +2,7 @@
 
 The pipeline (every step deterministic in its seed; each step skips what is already there)::
 
-    python -m forenx.training.nano all        # = make nano: synth -> sft -> eval -> release -> examples
+    python -m forenx.training.nano all        # = make nano: synth -> sft -> calibrate -> eval -> release -> examples
     python -m forenx.training.nano eval-shipped   # = make nano-eval: the quality table of the shipped model
 
 Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
@@ -11,17 +11,19 @@ Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
   test split BY PHOTO, so the test photos are never seen in training.
 * ``sft``      ``recipes/sft.py --config recipes/configs/nano_sft.yaml``: every part trained from random
   weights (no pretrained weights exist offline), full fine-tuning.
+* ``calibrate`` ``forenx model calibrate`` of the SFT output on the VAL split (two photos seen neither in
+  training nor in the test split): P(fake)'s temperature and bias (``runs/nano/calibration.json``).
 * ``eval``     ``eval/run_eval.py`` on the TEST split (greedy, no evidence tools, sentence scorer offline):
   ``runs/nano/eval/{metrics.json,report.md}`` and the compact table ``nano_table.md``.
 * ``release``  ``forenx release`` of the SFT output with the eval results into ``forenx/assets/nano``
   (weights, config, processor, model card), then the card gets the scope statement and the table.
 * ``examples`` a few held-out test images copied to ``examples/`` (see ``examples/README.md``).
 * ``grpo``     (not part of ``all``) ``recipes/grpo.py --config recipes/configs/nano_grpo.yaml`` from the
-  SFT output (about 10 min), then the same evaluation into ``runs/nano/eval-grpo``. Its output is not
-  released: while the SFT verdict is at chance, GRPO only learns to answer "real" with high confidence
-  (the explanation reward pays twice for a correct "real": verdict and "no anomalies"), which ruins
-  the calibration (ECE 0.003 -> 0.47 measured) without moving accuracy. :data:`GRPO_RELEASED` turns
-  it on once the verdict is learned.
+  SFT output, then the same evaluation into ``runs/nano/eval-grpo``. Its output is not released:
+  measured on an earlier SFT model whose verdict was at chance, GRPO only learned to answer "real"
+  with high confidence (the explanation reward pays twice for a correct "real": verdict and "no
+  anomalies"), which ruined the calibration (ECE 0.003 -> 0.47) without moving accuracy; it has not
+  been measured again on the forensic-stream model. :data:`GRPO_RELEASED` turns it on.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ GRPO_DIR = RUN_DIR / "grpo"
 #: Whether ``all`` runs GRPO and releases its output (instead of the SFT output); see the module docstring.
 GRPO_RELEASED = False
 EVAL_DIR = RUN_DIR / "eval"
+CALIBRATION_FILE = RUN_DIR / "calibration.json"
 ASSET_DIR = ROOT / "forenx" / "assets" / "nano"
 EXAMPLES_DIR = ROOT / "examples"
 REPO_ID = "forenx/forenx-nano"
-SYNTH = {"n": 6000, "seed": 0, "size": 256}
+SYNTH = {"n": 6000, "seed": 0, "size": 256, "variations": "train"}
 #: Largest shipped model folder, in bytes.
 MAX_BYTES = 15 * 1024 * 1024
 #: Generation settings of the evaluation: greedy, long enough for the longest ForgerySynth answer.
@@ -123,6 +126,20 @@ def sft(extra: Sequence[str] = ()) -> None:
 def grpo(extra: Sequence[str] = ()) -> None:
     """GRPO from the SFT output with the recipe (unless ``runs/nano/grpo`` already holds the final model)."""
     _train("grpo", GRPO_CONFIG, GRPO_DIR, extra)
+
+
+def calibrate(model: Path) -> dict[str, Any]:
+    """Fit P(fake)'s temperature and bias on the val split into ``model``'s config (refitting gives the
+    same values: the fit reads the logits without the bias and before the temperature)."""
+    from forenx.evaluation.calibration import calibrate as fit
+
+    synth()
+    result = fit(model, DATA_DIR / "records.jsonl", "val")
+    CALIBRATION_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _log(f"calibrate: temperature {result['temperature']:.3f}, bias {result['bias']:+.3f} on {result['n']} val "
+         f"records; val accuracy {result['before']['accuracy']:.3f} -> {result['after']['accuracy']:.3f}, "
+         f"ECE {result['before']['ece']:.3f} -> {result['after']['ece']:.3f}")
+    return result
 
 
 def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16) -> dict[str, float]:
@@ -313,13 +330,24 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None) -> str:
     detection = (metrics or {}).get("detection", {})
     accuracy, auc = detection.get("accuracy"), detection.get("auc")
     status = ""
-    if accuracy is not None and auc is not None and (accuracy < 0.90 or auc < 0.95):
+    if accuracy is not None and auc is not None and auc >= 0.6 and (accuracy < 0.90 or auc < 0.95):
+        status = (f"**Status: below its quality targets.** On the held-out test split its verdict accuracy is "
+                  f"{accuracy:.3f} and its AUC {auc:.3f} (targets: 0.90 and 0.95); the table below shows which "
+                  "manipulations it finds and which it misses. It does look at the image, but treat its verdicts "
+                  "as a demonstration of the pipeline, not as evidence.")
+    elif accuracy is not None and auc is not None and (accuracy < 0.90 or auc < 0.95):
         status = (f"**Status: the verdict is NOT learned yet.** On the held-out test split its accuracy is "
                   f"{accuracy:.3f} and its AUC {auc:.3f} (targets: 0.90 and 0.95): P(fake) hardly depends on the "
                   "image, so every image gets the same verdict. The answer format is learned (the answers parse), "
                   "so the toolkit's pipeline runs end to end, but do not read anything into its verdicts.")
 
     sft_config = yaml.safe_load(SFT_CONFIG.read_text(encoding="utf-8"))
+    calibration = ""
+    if CALIBRATION_FILE.is_file():
+        fitted = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
+        calibration = (f": temperature {fitted['temperature']:.3f}, bias {fitted['bias']:+.3f} (val accuracy "
+                       f"{fitted['before']['accuracy']:.3f} -> {fitted['after']['accuracy']:.3f}, ECE "
+                       f"{fitted['before']['ece']:.3f} -> {fitted['after']['ece']:.3f})")
     steps, batch = sft_config["max_steps"], sft_config["per_device_train_batch_size"]
     return "\n".join([
         "## forenx-nano", "", SCOPE, "", *([status, ""] if status else []),
@@ -327,15 +355,20 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None) -> str:
         ("Trained from random weights on the CPU by the toolkit's own recipes (`make nano`, which runs "
          "`python -m forenx.training.nano all`):"), "",
         (f"1. `forenx data synth --out runs/nano/forgerysynth --n {SYNTH['n']} --seed {SYNTH['seed']} "
-         f"--size {SYNTH['size']}` (train / val / test = 0.8 / 0.1 / 0.1, split by photo; test photos: camera, flower);"),
+         f"--size {SYNTH['size']} --variations {SYNTH['variations']}` (train / val / test = 0.8 / 0.1 / 0.1, split by "
+         "photo; test photos: camera, flower; the training crops go through random capture variations first);"),
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "
-         f"{sft_config['mapper_loss_weight']}); no GRPO stage (`python -m forenx.training.nano grpo` runs "
-         "recipes/configs/nano_grpo.yaml, but while the verdict is at chance GRPO only makes the model answer "
-         "\"real\" with high confidence, so its output is not released);"),
-        (f"3. evaluation on the test split: P(fake) of every image, and `eval/run_eval.py` on its first {TEXT_LIMIT} "
+         f"{sft_config['mapper_loss_weight']}, forensic stream of width "
+         f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot); no GRPO stage "
+         "(`python -m forenx.training.nano grpo` runs recipes/configs/nano_grpo.yaml; measured on an earlier "
+         "model whose verdict was at chance, GRPO only made it answer \"real\" with high confidence, so its "
+         "output is not released);"),
+        ("3. `forenx model calibrate runs/nano/sft --data-file runs/nano/forgerysynth/records.jsonl --split val`: "
+         f"P(fake)'s temperature and bias fitted on the val photos (astronaut, coffee){calibration};"),
+        (f"4. evaluation on the test split: P(fake) of every image, and `eval/run_eval.py` on its first {TEXT_LIMIT} "
          "records (greedy answers, SemAP / SemF1 with the offline sentence scorer);"),
-        f"4. `forenx release runs/nano/sft --repo-id {REPO_ID} --eval-results runs/nano/eval/metrics.json`.",
+        f"5. `forenx release runs/nano/sft --repo-id {REPO_ID} --eval-results runs/nano/eval/metrics.json`.",
         "", "### Quality on held-out photos (`make nano-eval`)", "", table,
     ])
 
@@ -355,7 +388,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         synth()
         sft()
         grpo(argv[1:] if step == "grpo" else ())
+    if step in ("calibrate", "all"):
+        calibrate(released)
     if step == "grpo" and not GRPO_RELEASED:
+        calibrate(GRPO_DIR)
         evaluate(GRPO_DIR, RUN_DIR / "eval-grpo")
     if step in ("eval", "all"):
         evaluate(released, EVAL_DIR)
@@ -366,8 +402,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         examples()
     if step == "eval-shipped":
         evaluate(ASSET_DIR, RUN_DIR / "eval-shipped")
-    if step not in ("synth", "sft", "grpo", "eval", "release", "examples", "all", "eval-shipped"):
-        raise SystemExit(f"unknown step {step!r}: use synth, sft, grpo, eval, release, examples, all or eval-shipped")
+    if step not in ("synth", "sft", "grpo", "calibrate", "eval", "release", "examples", "all", "eval-shipped"):
+        raise SystemExit(f"unknown step {step!r}: use synth, sft, grpo, calibrate, eval, release, examples, all "
+                         "or eval-shipped")
     _log(f"{step}: done in {(time.time() - start) / 60:.1f} min")
 
 
