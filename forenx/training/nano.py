@@ -12,7 +12,7 @@ Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
 * ``sft``      ``recipes/sft.py --config recipes/configs/nano_sft.yaml``: every part trained from random
   weights (no pretrained weights exist offline), full fine-tuning.
 * ``calibrate`` ``forenx model calibrate`` of the SFT output on the VAL split (two photos seen neither in
-  training nor in the test split): P(fake)'s temperature and bias (``runs/nano/calibration.json``).
+  training nor in the test split): P(fake)'s temperature and bias (the fit in ``runs/nano/sft/calibration.json``).
 * ``eval``     ``eval/run_eval.py`` on the TEST split (greedy, no evidence tools, sentence scorer offline):
   ``runs/nano/eval/{metrics.json,report.md}`` and the compact table ``nano_table.md``.
 * ``release``  ``forenx release`` of the SFT output with the eval results into ``forenx/assets/nano``
@@ -51,7 +51,6 @@ GRPO_DIR = RUN_DIR / "grpo"
 #: Whether ``all`` runs GRPO and releases its output (instead of the SFT output); see the module docstring.
 GRPO_RELEASED = False
 EVAL_DIR = RUN_DIR / "eval"
-CALIBRATION_FILE = RUN_DIR / "calibration.json"
 ASSET_DIR = ROOT / "forenx" / "assets" / "nano"
 EXAMPLES_DIR = ROOT / "examples"
 REPO_ID = "forenx/forenx-nano"
@@ -129,14 +128,23 @@ def grpo(extra: Sequence[str] = ()) -> None:
     _train("grpo", GRPO_CONFIG, GRPO_DIR, extra)
 
 
+def calibration_file(model: Path) -> Path:
+    """Where the val fit of ``model`` is recorded (beside its weights: the SFT and GRPO outputs each have theirs)."""
+    return model / "calibration.json"
+
+
 def calibrate(model: Path) -> dict[str, Any]:
-    """Fit P(fake)'s temperature and bias on the val split into ``model``'s config (refitting gives the
-    same values: the fit reads the logits without the bias and before the temperature)."""
+    """Fit P(fake)'s temperature and bias on the val split into ``model``'s config, unless its fit is
+    recorded already (its "before" figures are those of the uncalibrated model: a refit would
+    compare the calibrated model with itself)."""
     from forenx.evaluation.calibration import calibrate as fit
 
+    if calibration_file(model).is_file():
+        _log(f"calibrate: {calibration_file(model)} exists")
+        return json.loads(calibration_file(model).read_text(encoding="utf-8"))
     synth()
     result = fit(model, DATA_DIR / "records.jsonl", "val")
-    CALIBRATION_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    calibration_file(model).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     _log(f"calibrate: temperature {result['temperature']:.3f}, bias {result['bias']:+.3f} on {result['n']} val "
          f"records; val accuracy {result['before']['accuracy']:.3f} -> {result['after']['accuracy']:.3f}, "
          f"ECE {result['before']['ece']:.3f} -> {result['after']['ece']:.3f}")
@@ -217,7 +225,7 @@ def release(metrics_file: Path, model: Path) -> None:
     table = (metrics_file.parent / "nano_table.md").read_text(encoding="utf-8")
     card = staging / "README.md"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    card.write_text(card.read_text(encoding="utf-8") + "\n" + card_section(table, metrics), encoding="utf-8")
+    card.write_text(card.read_text(encoding="utf-8") + "\n" + card_section(table, metrics, model), encoding="utf-8")
     if ASSET_DIR.exists():
         shutil.rmtree(ASSET_DIR)
     shutil.copytree(staging, ASSET_DIR)
@@ -324,8 +332,9 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def card_section(table: str, metrics: Mapping[str, Any] | None = None) -> str:
-    """The part of the model card that ``forenx release`` cannot know: scope, training, quality."""
+def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Path = SFT_DIR) -> str:
+    """The part of the model card that ``forenx release`` cannot know: scope, training, quality (and
+    the calibration recorded beside ``model``, the released model)."""
     import yaml
 
     detection = (metrics or {}).get("detection", {})
@@ -344,8 +353,8 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None) -> str:
 
     sft_config = yaml.safe_load(SFT_CONFIG.read_text(encoding="utf-8"))
     calibration = ""
-    if CALIBRATION_FILE.is_file():
-        fitted = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
+    if calibration_file(model).is_file():
+        fitted = json.loads(calibration_file(model).read_text(encoding="utf-8"))
         calibration = (f": temperature {fitted['temperature']:.3f}, bias {fitted['bias']:+.3f} (val accuracy "
                        f"{fitted['before']['accuracy']:.3f} -> {fitted['after']['accuracy']:.3f}, ECE "
                        f"{fitted['before']['ece']:.3f} -> {fitted['after']['ece']:.3f})")
