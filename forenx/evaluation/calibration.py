@@ -46,12 +46,11 @@ def verdict_logit_differences(model, processor, images: list, batch_size: int = 
 
 
 def _summary(z: np.ndarray, y: np.ndarray, temperature: float, bias: float) -> dict[str, float]:
-    from forenx.metrics import expected_calibration_error
+    from forenx.metrics.detection import apply_temperature, expected_calibration_error, logistic_nll
 
-    s = (z + bias) / temperature
-    p = 1.0 / (1.0 + np.exp(-s))
+    p = apply_temperature(np.stack([np.zeros_like(z), z + bias], 1), temperature)
     labels = ["fake" if v else "real" for v in y]
-    return {"nll": float(np.mean(np.logaddexp(0.0, s) - y * s)), "ece": expected_calibration_error(list(p), labels),
+    return {"nll": logistic_nll((z + bias) / temperature, y), "ece": expected_calibration_error(list(p), labels),
             "accuracy": float(np.mean((p > 0.5) == y.astype(bool))),
             "real_accuracy": float(np.mean(p[y == 0] <= 0.5)), "fake_accuracy": float(np.mean(p[y == 1] > 0.5))}
 
@@ -74,7 +73,8 @@ def calibrate(model_dir: str | os.PathLike, data_file: str | os.PathLike, split:
 
     model_dir = Path(model_dir)
     config_file = model_dir / "config.json"
-    if not config_file.is_file() or json.loads(config_file.read_text(encoding="utf-8")).get("model_type") != "forenx":
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    if config.get("model_type") != "forenx":
         raise CalibrationError(f"{model_dir}: no ForenX config.json there; calibrate a full model folder (an SFT "
                                "run with full fine-tuning, or `forenx release` output, which merges adapters)")
     root = Path(data_root) if data_root is not None else Path(data_file).parent
@@ -101,7 +101,6 @@ def calibrate(model_dir: str | os.PathLike, data_file: str | os.PathLike, split:
               "before": _summary(z, y, old_temperature, old_bias), "after": _summary(z, y, temperature, bias),
               "failed": failed}
     if write:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
         config.update(mapper_temperature=temperature, mapper_bias=bias)
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return result

@@ -29,6 +29,7 @@ __all__ = [
     "fake_scores",
     "fit_platt",
     "fit_temperature",
+    "logistic_nll",
 ]
 
 
@@ -92,6 +93,23 @@ def _as_fake_logits(values: Sequence[Any]) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def logistic_nll(fake_logits: np.ndarray, is_fake: np.ndarray) -> float:
+    """Mean negative log-likelihood of sigmoid(``fake_logits``) for 0/1 targets ``is_fake``.
+
+    >>> round(logistic_nll(np.array([0.0, 2.0]), np.array([1.0, 0.0])), 4)
+    1.41
+    """
+    return float(np.mean(np.logaddexp(0.0, fake_logits) - is_fake * fake_logits))
+
+
+def _logits_and_targets(values: Sequence[Any], labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    z = _as_fake_logits(values)
+    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels], dtype=np.float64)
+    if len(z) != len(y) or not len(z):
+        raise ValueError(f"need as many labels as logits (got {len(y)} and {len(z)}), at least one")
+    return z, y
+
+
 def fit_temperature(values: Sequence[Any], labels: Sequence[Any]) -> float:
     """Temperature T minimising the NLL of softmax(logits / T) on a validation split.
 
@@ -102,14 +120,10 @@ def fit_temperature(values: Sequence[Any], labels: Sequence[Any]) -> float:
     """
     from scipy.optimize import minimize_scalar
 
-    z = _as_fake_logits(values)
-    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels], dtype=np.float64)
-    if len(z) != len(y) or not len(z):
-        raise ValueError(f"need as many labels as logits (got {len(y)} and {len(z)}), at least one")
+    z, y = _logits_and_targets(values, labels)
 
     def nll(log_t: float) -> float:
-        s = z / math.exp(log_t)
-        return float(np.mean(np.logaddexp(0.0, s) - y * s))  # -log sigmoid(s) for fake, -log(1-sigmoid) for real
+        return logistic_nll(z / math.exp(log_t), y)
 
     best = minimize_scalar(nll, bounds=(math.log(1e-2), math.log(1e2)), method="bounded",
                            options={"xatol": 1e-6})
@@ -129,16 +143,12 @@ def fit_platt(values: Sequence[Any], labels: Sequence[Any]) -> tuple[float, floa
     """
     from scipy.optimize import minimize
 
-    z = _as_fake_logits(values)
-    y = np.array([Verdict.coerce(v) is Verdict.FAKE for v in labels], dtype=np.float64)
-    if len(z) != len(y) or not len(z):
-        raise ValueError(f"need as many labels as logits (got {len(y)} and {len(z)}), at least one")
+    z, y = _logits_and_targets(values, labels)
     if y.all() or not y.any():
         raise ValueError("fit_platt needs both real and fake examples: with one class the bias runs off to infinity")
 
     def nll(params: np.ndarray) -> float:
-        s = (z + params[1]) * math.exp(-params[0])
-        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+        return logistic_nll((z + params[1]) * math.exp(-params[0]), y)
 
     best = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[(math.log(1e-2), math.log(1e2)), (-50.0, 50.0)])
     return float(math.exp(best.x[0])), float(best.x[1])

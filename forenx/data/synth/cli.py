@@ -50,7 +50,8 @@ def synth_command(
             task = bar.add_task("synthesising", total=n)
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
-                                 variations=variations, variation_rate=variation_rate, progress=lambda done: bar.update(task, completed=done))
+                                 variations=variations, variation_rate=variation_rate,
+                                 progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

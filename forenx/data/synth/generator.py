@@ -318,8 +318,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                 progress(len(records))
     else:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(workers, _init_worker,
-                                                              (arrays, str(out), seed, size, vary_splits, variation_rate)) as pool:
+        init_args = (arrays, str(out), seed, size, vary_splits, variation_rate)
+        with multiprocessing.get_context(method).Pool(workers, _init_worker, init_args) as pool:
             # imap keeps the sample order, whatever order the workers finish in.
             for record in pool.imap(_render_in_worker, specs, chunksize=8):
                 records.append(record)
