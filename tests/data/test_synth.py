@@ -347,3 +347,39 @@ def test_variation_rate_varies_a_share_and_leaves_the_rest_plain(tmp_path):
     result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "cli"), "--n", "10", "--workers", "1",
                                       "--size", "128", "--variations", "train", "--variation-rate", "1.5"])
     assert result.exit_code == 2 and "variation-rate" in result.output
+
+
+def test_paired_split_reals_are_the_forgeries_untouched_originals(tmp_path):
+    """--paired train: each train real is its forgery's crop before the manipulation (it differs from
+    the forgery exactly on the mask, through the same capture variation); forgeries and the other
+    splits are byte-identical to an unpaired run; the card and the CLI say so."""
+    synthesize(tmp_path / "plain", n=40, seed=4, workers=1, variations="train", variation_rate=0.5)
+    summary = synthesize(tmp_path / "paired", n=40, seed=4, workers=2, variations="train", variation_rate=0.5,
+                         paired="train")
+    assert summary.paired_splits == ["train"]
+    plain, paired = _files(tmp_path / "plain"), _files(tmp_path / "paired")
+    records = _records(tmp_path / "paired")
+    by_id = {r.id: r for r in records}
+    originals = [r for r in records if "original_of" in r.meta]
+    train_reals = [r for r in records if r.split == "train" and r.label == "real"]
+    train_fakes = [r for r in records if r.split == "train" and r.label == "fake"]
+    assert originals and len(originals) == min(len(train_reals), len(train_fakes))
+    assert {r.split for r in originals} == {"train"}
+    assert len({r.meta["original_of"] for r in originals}) == len(originals)
+    for r in originals:
+        fake = by_id[r.meta["original_of"]]
+        assert fake.label == "fake" and fake.split == "train" and r.meta["photo"] == fake.meta["photo"]
+        assert r.meta["crop_box"] == fake.meta["crop_box"] and r.meta.get("capture") == fake.meta.get("capture")
+        original = np.asarray(Image.open(tmp_path / "paired" / r.image)).astype(int)
+        forged = np.asarray(Image.open(tmp_path / "paired" / fake.image)).astype(int)
+        mask = np.asarray(Image.open(tmp_path / "paired" / fake.mask)) > 0
+        np.testing.assert_array_equal((original != forged).any(-1), mask)
+    for r in records:
+        if "original_of" not in r.meta:
+            assert plain[r.image] == paired[r.image], r.id
+    assert "Pairs in split(s) `train`" in (tmp_path / "paired" / "README.md").read_text()
+    from forenx.cli import app
+
+    result = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "cli"), "--n", "10", "--workers", "1",
+                                      "--size", "128", "--paired", "trian"])
+    assert result.exit_code == 2 and "--paired trian: unknown split" in result.output

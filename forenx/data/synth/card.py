@@ -63,6 +63,10 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
             "exposure, colour, blur, sensor noise or JPEG save (`meta.capture` lists it), so the few source "
             "photographs give many plausible captures; the change covers the whole crop and is never a "
             "manipulation. The other crops are plain."), ""] if summary.variation_splits else []),
+        *([("Pairs in split(s) " + ", ".join(f"`{v}`" for v in summary.paired_splits) + ": each real sample "
+            "there is the untouched original of one forgery (the same crop, through the same capture "
+            "variation, before the manipulation; `meta.original_of` holds the forgery's id), so a "
+            "detector can tell the two apart only by the manipulation."), ""] if summary.paired_splits else []),
         "## Files",
         "",
         ("- `records.jsonl`: one ForenX record per line (`id, image, label, generator, source, quadruples, "

@@ -35,6 +35,9 @@ def synth_command(
     variation_rate: Annotated[float, typer.Option(
         "--variation-rate", help="Share of the --variations splits' samples that are varied (the rest stay plain "
         "crops); 0.5 mixes both.")] = 1.0,
+    paired: Annotated[str, typer.Option(
+        "--paired", help="Splits whose real samples are the forgeries' untouched originals (same crop and "
+        "capture, before the manipulation): none, all or split names, e.g. train.")] = "none",
 ) -> None:
     """Procedural forgeries on real photographs, with exact masks and quadruples."""
     from rich.console import Console
@@ -50,7 +53,7 @@ def synth_command(
             task = bar.add_task("synthesising", total=n)
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
-                                 variations=variations, variation_rate=variation_rate,
+                                 variations=variations, variation_rate=variation_rate, paired=paired,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")

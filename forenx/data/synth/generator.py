@@ -18,6 +18,12 @@ no further compression alters its traces.
 Capture variations (``variations=``, see :mod:`forenx.data.synth.capture`): in the named splits
 each crop (and each splice donor) first goes through a random global "camera pipeline" change, so
 a few photographs give many plausible ones; the other splits keep plain crops of the photos.
+
+Pairs (``paired=``): in the named splits each real sample is the untouched original of one forgery
+(the same crop, through the same capture variation, before the manipulation); its record says
+which in ``meta["original_of"]`` (the forgery's record id). A detector trained on pairs can only
+tell them apart by the manipulation itself, never by the photograph's content
+(``forensic_pair_weight`` in the SFT recipe ranks each forgery above its original).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from PIL import Image
 
 from forenx.data.records import Record
 from forenx.data.synth.capture import aligned_crop, capture_variation
-from forenx.data.synth.manipulations import FAMILIES, Manipulation, NoVisibleChange
+from forenx.data.synth.manipulations import FAMILIES, NoVisibleChange
 from forenx.data.synth.photos import (
     Photo,
     default_photos,
@@ -66,10 +72,15 @@ class SampleSpec:
     photo: str
     family: str | None = None
     donor: str | None = None
+    #: For a paired real sample: the forgery whose untouched crop it is.
+    original_of: SampleSpec | None = None
 
     @property
     def stem(self) -> str:
         return f"{self.index:06d}"
+
+    def record_id(self, seed: int) -> str:
+        return f"{SOURCE}-s{seed}-{self.stem}"
 
 
 @dataclass
@@ -87,6 +98,7 @@ class SynthSummary:
     workers: int = 1
     variation_splits: list[str] = field(default_factory=list)
     variation_rate: float = 1.0
+    paired_splits: list[str] = field(default_factory=list)
 
 
 def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[str]:
@@ -98,11 +110,14 @@ def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[
 
 
 def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float], real_fraction: float,
-                 families: list[str]) -> tuple[list[SampleSpec], dict[str, list[str]]]:
+                 families: list[str], paired: frozenset[str] = frozenset()
+                 ) -> tuple[list[SampleSpec], dict[str, list[str]]]:
     """Decide every sample's split, label, photo, family and donor from the seed.
 
     Splits are by photo group (see :func:`split_groups`); a splice's donor is another group of the
-    same split, so no photo's pixels reach two splits. Returns (specs, photo names per split).
+    same split, so no photo's pixels reach two splits. In the ``paired`` splits the k-th real
+    sample becomes the original of the k-th forgery (reals beyond the forgeries' count stay
+    independent crops); nothing else changes. Returns (specs, photo names per split).
     """
     if not 0.0 <= real_fraction <= 1.0:
         raise ValueError(f"--real-fraction {real_fraction}: must be between 0 and 1")
@@ -143,7 +158,17 @@ def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float
                 others = [m for m in members if group_of[m] != group_of[photo]]
                 donor = others[int(rng.integers(len(others)))]
             specs.append(SampleSpec(index, split, "fake", photo, family, donor))
+        if split in paired:
+            _pair_up(specs, split)
     return specs, split_photos
+
+
+def _pair_up(specs: list[SampleSpec], split: str) -> None:
+    """Make the split's k-th real sample the original of its k-th forgery (in place)."""
+    reals = [i for i, s in enumerate(specs) if s.split == split and s.label == "real"]
+    fakes = [s for s in specs if s.split == split and s.label == "fake"]
+    for i, fake in zip(reals, fakes):
+        specs[i] = SampleSpec(specs[i].index, split, "real", fake.photo, original_of=fake)
 
 
 def _crop(rng: np.random.Generator, photo: np.ndarray, size: int, vary: bool
@@ -161,18 +186,43 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array).save(path, format="PNG", compress_level=3)
 
 
+def _forge(spec: SampleSpec, photos: dict[str, np.ndarray], size: int, vary: bool, rng: np.random.Generator):
+    """Crop (and vary) the photo and apply the family, redrawing the crop when nothing visibly changed.
+
+    Returns (crop before the manipulation, its box, its capture parameters, the manipulation,
+    the donor's crop box and capture parameters)."""
+    for _ in range(_CROP_TRIES):
+        crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
+        donor = donor_crop = donor_capture = None
+        if spec.donor is not None:
+            donor, donor_crop, donor_capture = _crop(rng, photos[spec.donor], size, vary)
+        try:
+            return crop, crop_box, capture, FAMILIES[spec.family](crop, rng, donor=donor), donor_crop, donor_capture
+        except NoVisibleChange:
+            continue
+    raise RuntimeError(f"sample {spec.index}: {spec.family} could not visibly change any of "
+                       f"{_CROP_TRIES} crops of photo {spec.photo!r} (is it uniform?)")
+
+
 def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path, seed: int, size: int,
                   vary: bool = False) -> Record:
     """Render one planned sample, write its image (and mask), and return its record.
 
-    ``vary``: crop through a capture variation (its parameters go to ``meta["capture"]``).
+    ``vary``: crop through a capture variation (its parameters go to ``meta["capture"]``). A paired
+    real sample (``spec.original_of``) re-renders its forgery from the forgery's own generator and
+    keeps the crop from before the manipulation.
     """
     rng = np.random.default_rng([seed, 1, spec.index])
     image_path = f"images/{spec.split}/{spec.stem}.png"
-    record_id = f"{SOURCE}-s{seed}-{spec.stem}"
+    record_id = spec.record_id(seed)
     meta: dict[str, Any] = {"photo": spec.photo, "seed": seed, "index": spec.index}
     if spec.label == "real":
-        crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
+        if spec.original_of is not None:
+            fake = spec.original_of
+            crop, crop_box, capture, *_ = _forge(fake, photos, size, vary, np.random.default_rng([seed, 1, fake.index]))
+            meta["original_of"] = fake.record_id(seed)
+        else:
+            crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
         _save_png(crop, out_dir / image_path)
         meta["crop_box"] = crop_box
         if capture is not None:
@@ -180,21 +230,7 @@ def render_sample(spec: SampleSpec, photos: dict[str, np.ndarray], out_dir: Path
         return Record(id=record_id, image=image_path, label="real", generator="camera", source=SOURCE,
                       summary=f"An unedited {size}x{size} crop of a photograph, with no manipulation.",
                       split=spec.split, meta=meta)
-    apply = FAMILIES[spec.family]
-    result: Manipulation | None = None
-    for _ in range(_CROP_TRIES):
-        crop, crop_box, capture = _crop(rng, photos[spec.photo], size, vary)
-        donor = None
-        if spec.donor is not None:
-            donor, donor_crop, donor_capture = _crop(rng, photos[spec.donor], size, vary)
-        try:
-            result = apply(crop, rng, donor=donor)
-            break
-        except NoVisibleChange:
-            continue
-    if result is None:
-        raise RuntimeError(f"sample {spec.index}: {spec.family} could not visibly change any of "
-                           f"{_CROP_TRIES} crops of photo {spec.photo!r} (is it uniform?)")
+    crop, crop_box, capture, result, donor_crop, donor_capture = _forge(spec, photos, size, vary, rng)
     mask_path = f"masks/{spec.split}/{spec.stem}.png"
     _save_png(result.forged, out_dir / image_path)
     _save_png(result.mask, out_dir / mask_path)
@@ -231,16 +267,19 @@ def is_varied(spec: SampleSpec, seed: int, vary_splits: frozenset[str], rate: fl
 
 
 def _render_in_worker(spec: SampleSpec) -> dict[str, Any]:
-    vary = is_varied(spec, _STATE["seed"], _STATE["vary_splits"], _STATE["variation_rate"])
+    # A paired original goes through its forgery's variation (or none), whatever its own draw.
+    vary = is_varied(spec.original_of or spec, _STATE["seed"], _STATE["vary_splits"], _STATE["variation_rate"])
     return render_sample(spec, _STATE["photos"], _STATE["out_dir"], _STATE["seed"], _STATE["size"], vary=vary).to_dict()
 
 
-def parse_variations(variations: str | list[str], splits: list[str]) -> frozenset[str]:
-    """The splits named by ``variations`` (``"none"``, ``"all"`` or split names, comma-separated).
+def parse_split_names(variations: str | list[str], splits: list[str], option: str = "--variations"
+                      ) -> frozenset[str]:
+    """The splits named by ``variations`` (``"none"``, ``"all"`` or split names, comma-separated),
+    for the command-line ``option`` (named in errors).
 
-    >>> sorted(parse_variations("train", ["train", "val"])), sorted(parse_variations("all", ["train", "val"]))
+    >>> sorted(parse_split_names("train", ["train", "val"])), sorted(parse_split_names("all", ["train", "val"]))
     (['train'], ['train', 'val'])
-    >>> parse_variations("tran", ["train", "val"])
+    >>> parse_split_names("tran", ["train", "val"])
     Traceback (most recent call last):
     ...
     ValueError: --variations tran: unknown split(s) ['tran']; use none, all or some of train, val
@@ -252,7 +291,7 @@ def parse_variations(variations: str | list[str], splits: list[str]) -> frozense
         return frozenset(splits)
     unknown = [v for v in names if v not in splits]
     if unknown:
-        raise ValueError(f"--variations {','.join(names)}: unknown split(s) {unknown}; use none, all or some of "
+        raise ValueError(f"{option} {','.join(names)}: unknown split(s) {unknown}; use none, all or some of "
                          f"{', '.join(splits)}")
     return frozenset(names)
 
@@ -273,7 +312,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                size: int = 256, real_fraction: float = 0.5, splits: str | dict[str, float] = "train=0.8,val=0.1,test=0.1",
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
                progress: Callable[[int], None] | None = None, variations: str | list[str] = "none",
-               variation_rate: float = 1.0) -> SynthSummary:
+               variation_rate: float = 1.0, paired: str | list[str] = "none") -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
     ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples).
@@ -284,6 +323,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     ``variation_rate``: the share of those splits' samples that are varied (the others stay plain
     crops, byte-identical to a run without variations); measured on the forenx-nano data, a mix
     (0.5) let a detector call far more held-out plain photographs real than all-varied training did.
+    ``paired``: the splits whose real samples are the forgeries' untouched originals (same syntax
+    as ``variations``; see the module docstring).
     """
     from forenx.data.synth.card import write_card
 
@@ -295,7 +336,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     fractions = parse_splits(splits) if isinstance(splits, str) else parse_splits(
         ",".join(f"{k}={v}" for k, v in splits.items()))
     families = list(families or FAMILIES)
-    vary_splits = parse_variations(variations, list(fractions))
+    vary_splits = parse_split_names(variations, list(fractions))
+    paired_splits = parse_split_names(paired, list(fractions), "--paired")
     if not 0.0 < variation_rate <= 1.0:
         raise ValueError(f"--variation-rate {variation_rate}: must be in (0, 1] (the share of the --variations "
                          "splits' samples that are varied)")
@@ -304,7 +346,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     usable = [p for p in catalogue if p.name in arrays]
     if not usable:
         raise ValueError(f"no usable photo for {size}x{size} crops: " + "; ".join(skipped))
-    specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families)
+    specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families, paired_splits)
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
@@ -337,7 +379,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     summary = SynthSummary(out_dir=str(out), n=n, seed=seed, size=size, counts=counts,
                            split_photos=split_photos, skipped_photos=skipped, workers=workers,
                            variation_splits=sorted(vary_splits),
-                           variation_rate=variation_rate if vary_splits else 1.0)
+                           variation_rate=variation_rate if vary_splits else 1.0,
+                           paired_splits=sorted(paired_splits))
     write_card(out / "README.md", summary, [p for p in usable], fractions, real_fraction, families)
     summary.seconds = time.perf_counter() - start
     return summary
