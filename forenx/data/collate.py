@@ -22,6 +22,7 @@ and its prompt tokens are exactly the training rows' prompt tokens.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,9 +137,11 @@ def _as_record(example: Any) -> Record:
         return example
     if isinstance(example, Mapping):
         # A datasets row (forenx.data.io.record_features): meta is a JSON string there, the image a
-        # path/bytes cell or a decoded PIL image; neither matters for the chat.
+        # path/bytes cell or a decoded PIL image (the chat does not read it).
         row = {k: v for k, v in example.items() if k not in ("image", "meta")}
         row["image"] = "<in memory>"
+        meta = example.get("meta")
+        row["meta"] = json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
         try:
             return Record.from_dict(row)
         except ValueError as exc:
@@ -184,11 +187,15 @@ class ForensicChatCollator:
 
     ``prompt_only=True``: conversations end at the generation prompt, padded on the left, no labels
     (generation, GRPO). Records need no label then.
+
+    ``pair_ids=True``: the batch also has ``pair_ids`` ``(B,)``, equal for a forgery and its
+    untouched original (a real record whose ``meta["original_of"]`` is the forgery's id; see
+    ForgerySynth's ``--paired``), distinct otherwise.
     """
 
     def __init__(self, processor: Any, data_root: str | os.PathLike | None = None, *,
                  max_length: int | None = None, prompt_only: bool = False, truncate_answer: bool = False,
-                 system: str | None = SYSTEM_PROMPT, question: str | None = None):
+                 system: str | None = SYSTEM_PROMPT, question: str | None = None, pair_ids: bool = False):
         self.processor = processor
         self.tokenizer = _tokenizer_of(processor)
         self.data_root = Path(data_root) if data_root is not None else None
@@ -196,6 +203,7 @@ class ForensicChatCollator:
         self.prompt_only = prompt_only
         self.truncate_answer = truncate_answer
         self.system, self.question = system, question
+        self.pair_ids = pair_ids
         self.image_token = getattr(processor, "image_token", None) or IMAGE_TOKEN
         self.image_token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
         self._prompt_ids: dict[str, list[int]] = {}
@@ -226,6 +234,10 @@ class ForensicChatCollator:
         spans = [self._label_row(batch, labels, row, chat) for row, chat in enumerate(chats)]
         batch["labels"] = labels
         self._check_lengths(batch, chats, spans)
+        if self.pair_ids:
+            keys = [record.meta.get("original_of") or record.id for record in records]
+            first = {key: i for i, key in reversed(list(enumerate(keys)))}
+            batch["pair_ids"] = torch.tensor([first[key] for key in keys])
         return batch
 
     def _check_prompt_tokens(self, chat: RenderedChat) -> None:

@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from forenx.schema import ANSWER_PREFIX, VERDICT_WORDS
 
-__all__ = ["add_verdict_evidence", "answer_prefix_ids", "forensic_loss", "mapper_loss", "prefix_ends", "prob_fake",
-           "verdict_slots", "verdict_targets", "verdict_token_ids"]
+__all__ = ["add_verdict_evidence", "answer_prefix_ids", "forensic_loss", "mapper_loss", "pair_ranking_loss",
+           "prefix_ends", "prob_fake", "verdict_slots", "verdict_targets", "verdict_token_ids"]
 
 IGNORE_INDEX = -100
 
@@ -160,3 +160,25 @@ def forensic_loss(forensic_logit: torch.Tensor, labels: torch.Tensor, verdict_id
     if not valid.any():
         return forensic_logit.sum() * 0.0
     return F.binary_cross_entropy_with_logits(forensic_logit[valid].float(), target[valid].float())
+
+
+def pair_ranking_loss(logit: torch.Tensor, is_fake: torch.Tensor, pair_ids: torch.Tensor) -> torch.Tensor | None:
+    """Mean ``softplus(-(logit[forgery] - logit[its original]))`` over the pairs in a batch.
+
+    ``logit``, ``is_fake`` (0 / 1), ``pair_ids``: ``(B,)``; a pair is a ``pair_ids`` value held by
+    exactly one forgery and one real row (a forgery and its untouched original); rows of other
+    ids are left out. Returns None when the batch holds no pair.
+
+    >>> logit = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    >>> round(pair_ranking_loss(logit, torch.tensor([1, 0, 1, 0]), torch.tensor([7, 7, 8, 9])).item(), 4)
+    0.0486
+    >>> pair_ranking_loss(logit, torch.tensor([1, 1, 0, 0]), torch.tensor([1, 2, 3, 4])) is None
+    True
+    """
+    same = pair_ids[:, None] == pair_ids[None, :]
+    fake, real = is_fake.bool()[:, None], ~is_fake.bool()[None, :]
+    members = same.sum(1)
+    pairs = (same & fake & real & (members[:, None] == 2) & (members[None, :] == 2)).nonzero()
+    if pairs.numel() == 0:
+        return None
+    return F.softplus(logit[pairs[:, 1]].float() - logit[pairs[:, 0]].float()).mean()

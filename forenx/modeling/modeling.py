@@ -41,13 +41,14 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     ``forensic_loss`` with the forensic stream) when labels are given; with ``forensic_verdict`` the
     logits at the verdict slot already hold the stream's evidence, in every loss and in generation;
     ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
-    sequence has none).
+    sequence has none); ``forensic_logit`` ``(B,)``: the forensic stream's own logit (None without it).
     """
 
     lm_loss: torch.FloatTensor | None = None
     mapper_loss: torch.FloatTensor | None = None
     forensic_loss: torch.FloatTensor | None = None
     prob_fake: torch.FloatTensor | None = None
+    forensic_logit: torch.FloatTensor | None = None
 
 
 class ForenXPreTrainedModel(LlavaPreTrainedModel):
@@ -133,6 +134,7 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
                                   labels=None, logits_to_keep=logits_to_keep, return_dict=True, **kwargs)
         result = ForenXCausalLMOutputWithPast(**outputs)
         forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
+        result.forensic_logit = forensic_logit
         evidence = forensic_logit if self.config.forensic_verdict else None
         if self.config.mapper_bias:
             evidence = self.config.mapper_bias if evidence is None else evidence + self.config.mapper_bias

@@ -106,6 +106,9 @@ class DataArguments:
         "(none, all, or split names such as train; see forenx.data.synth.capture).")})
     synth_variation_rate: float = field(default=1.0, metadata={"help": (
         "Share of the synth_variations splits' samples that are varied (the rest stay plain crops); in (0, 1].")})
+    synth_paired: str = field(default="none", metadata={"help": (
+        "Splits of the ForgerySynth set made by synth_n whose real samples are the forgeries' untouched originals "
+        "(none, all, or split names such as train); what forensic_pair_weight trains on.")})
 
     def __post_init__(self):
         if self.train_file is None:
@@ -141,6 +144,11 @@ class ForenXSFTConfig(TrainingArguments):
         "Keep the CLIP and DINOv2 towers frozen; false trains them (in full, saved with the adapter).")})
     mapper_loss_weight: float = field(default=1.0, metadata={"help": (
         "lambda of loss = LM loss on answer tokens + lambda x probability-mapper cross-entropy.")})
+    forensic_pair_weight: float = field(default=0.0, metadata={"help": (
+        "Weight of a ranking loss on the forensic stream's logit: each forgery is pushed above its own untouched "
+        "original (softplus of the difference; paired data: ForgerySynth --paired / synth_paired). > 0 makes the "
+        "training sampler keep each pair in one batch (per_device_train_batch_size must be even); needs the "
+        "forensic stream (forensic_width).")})
     global_batch_size: int | None = field(default=None, metadata={"help": (
         "Samples per optimizer step over all processes; when set, gradient_accumulation_steps is derived from it "
         "(= global / (world size x per_device_train_batch_size)) and must come out whole.")})
@@ -195,6 +203,12 @@ def check_combinations(model_args: ModelArguments, data_args: DataArguments, sft
         raise SFTConfigError(
             f"load_in_4bit with {'stage=align' if sft_args.stage == 'align' else 'finetuning=full'}: 4-bit weights "
             "cannot be trained directly; use finetuning=qlora (LoRA adapters on the 4-bit LM) or drop load_in_4bit.")
+    if sft_args.forensic_pair_weight < 0:
+        raise SFTConfigError(f"forensic_pair_weight={sft_args.forensic_pair_weight}: must be >= 0 (0 turns it off).")
+    if sft_args.forensic_pair_weight > 0 and sft_args.per_device_train_batch_size % 2:
+        raise SFTConfigError(
+            f"forensic_pair_weight > 0 with per_device_train_batch_size={sft_args.per_device_train_batch_size}: "
+            "a forgery and its original travel in one batch, so the batch size must be even.")
     if sft_args.global_batch_size is not None:
         world = sft_args.world_size
         per_step = world * sft_args.per_device_train_batch_size

@@ -55,6 +55,7 @@ from forenx.training.checkpoint import build_base_model
 from forenx.training.config import DataArguments, ModelArguments, resolved_run_config
 from forenx.training.grpo_config import ForenXGRPOConfig, GRPOConfigError
 from forenx.training.lora import apply_finetuning, trainable_parameters
+from forenx.training.sft import ensure_synth
 
 __all__ = ["ForenXGRPOTrainer", "GroupHealthCallback", "build_grpo_trainer", "build_reward_funcs", "grpo_dataset",
            "grpo_prompt", "run_grpo"]
@@ -247,14 +248,7 @@ def build_grpo_trainer(model_args: ModelArguments, data_args: DataArguments, grp
                        scorer: Any = None) -> ForenXGRPOTrainer:
     """Validate the data, build the model (base or SFT checkpoint + new adapters), rewards and trainer."""
     with grpo_args.main_process_first(local=False, desc="ForgerySynth data"):
-        train_file = Path(data_args.train_file)
-        if not train_file.is_file() and data_args.synth_n > 0:
-            from forenx.data.synth import synthesize
-
-            logger.warning("train_file %s is missing: making a ForgerySynth set of %d samples there", train_file,
-                           data_args.synth_n)
-            synthesize(train_file.parent, n=data_args.synth_n, seed=data_args.synth_seed, size=data_args.synth_size,
-                       variations=data_args.synth_variations, variation_rate=data_args.synth_variation_rate)
+        ensure_synth(data_args)
     train_records, train_root = _records(data_args.train_file, data_args.data_root, data_args.train_split,
                                          data_args.max_train_samples, data_args.validate_images, "train_file")
     reward_funcs = build_reward_funcs(grpo_args, scorer)  # an unknown reward fails before the model is built

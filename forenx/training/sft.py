@@ -16,10 +16,14 @@ would be overridden anyway for the two-part loss. The overrides:
   P(fake) and the true verdict so ``compute_metrics`` gives ``verdict_accuracy``.
 * ``log``: adds the stashed training figures (averaged over the logging window and processes).
 * ``create_optimizer``: a separate learning rate for the fully trained modules (fusion, projector).
+* ``_get_train_sampler``: with ``forensic_pair_weight`` > 0, :class:`PairedRandomSampler` (each
+  forgery in the same batch as its untouched original, for the ranking loss
+  :func:`~forenx.modeling.heads.pair_ranking_loss` on the forensic stream's logit).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from forenx.data.collate import ForensicChatCollator, chat_lengths
 from forenx.data.io import default_root, read_records, records_to_dataset
 from forenx.data.records import Record
 from forenx.data.validate import require_valid
-from forenx.modeling.heads import verdict_targets
+from forenx.modeling.heads import pair_ranking_loss, verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
 from forenx.training.checkpoint import build_base_model
 from forenx.training.config import (
@@ -44,7 +48,8 @@ from forenx.training.config import (
 )
 from forenx.training.lora import apply_finetuning, trainable_parameters
 
-__all__ = ["ForenXTrainer", "SFTData", "build_trainer", "prepare_data", "run_sft", "verdict_metrics"]
+__all__ = ["ForenXTrainer", "PairedRandomSampler", "SFTData", "build_trainer", "ensure_synth", "pair_keys",
+           "prepare_data", "run_sft", "verdict_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,8 @@ class SFTData:
         self.train_dataset, self.eval_dataset, self.collator = train_dataset, eval_dataset, collator
 
 
-def _ensure_synth(args: DataArguments) -> None:
+def ensure_synth(args: DataArguments) -> None:
+    """Make the ForgerySynth set ``synth_n`` asks for when ``train_file`` is missing (SFT and GRPO)."""
     train_file = Path(args.train_file)
     if train_file.is_file() or args.synth_n <= 0:
         return
@@ -68,7 +74,7 @@ def _ensure_synth(args: DataArguments) -> None:
                              f"(got {args.train_file!r}).")
     logger.warning("train_file %s is missing: making a ForgerySynth set of %d samples there", train_file, args.synth_n)
     synthesize(train_file.parent, n=args.synth_n, seed=args.synth_seed, size=args.synth_size,
-               variations=args.synth_variations, variation_rate=args.synth_variation_rate)
+               variations=args.synth_variations, variation_rate=args.synth_variation_rate, paired=args.synth_paired)
 
 
 def _records(path: str, root: str | None, split: str | None, limit: int | None, check_images: bool,
@@ -97,9 +103,10 @@ def _dataset(records: list[Record], root: Path, processor: Any, max_length: int,
     return records_to_dataset(records, root).add_column("length", lengths)
 
 
-def prepare_data(args: DataArguments, processor: Any) -> SFTData:
-    """Validate the record files and build the datasets and collator (see the module docstring)."""
-    _ensure_synth(args)
+def prepare_data(args: DataArguments, processor: Any, pair_ids: bool = False) -> SFTData:
+    """Validate the record files and build the datasets and collator (see the module docstring);
+    ``pair_ids``: the collator marks each forgery and its original (``forensic_pair_weight``)."""
+    ensure_synth(args)
     train_records, train_root = _records(args.train_file, args.data_root, args.train_split, args.max_train_samples,
                                          args.validate_images, "train_file")
     eval_dataset = None
@@ -110,23 +117,80 @@ def prepare_data(args: DataArguments, processor: Any) -> SFTData:
         eval_dataset = _dataset(eval_records, eval_root, processor, args.max_length, "eval_file")
     train_dataset = _dataset(train_records, train_root, processor, args.max_length, "train_file")
     # Rows carry absolute image paths (records_to_dataset), so no data_root is needed any more.
-    collator = ForensicChatCollator(processor, max_length=args.max_length)
+    collator = ForensicChatCollator(processor, max_length=args.max_length, pair_ids=pair_ids)
     return SFTData(train_dataset, eval_dataset, collator)
 
 
-def verdict_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    """``verdict_accuracy`` (P(fake) > 0.5 vs the labelled verdict) and the eval LM / mapper losses,
-    from what :meth:`ForenXTrainer.compute_loss` returns in evaluation.
+def pair_keys(dataset) -> list[str]:
+    """One key per row of a record dataset: the forgery's id for a forgery and for its untouched
+    original (``meta["original_of"]``), the row's own id otherwise."""
+    return [json.loads(meta or "{}").get("original_of") or row_id
+            for row_id, meta in zip(dataset["id"], dataset["meta"])]
 
-    >>> p = EvalPrediction(predictions=(np.array([0.9, 0.2, np.nan]), np.array([1.0, 1.0, 0.0]),
-    ...     np.array([2.0, 2.0, 2.0]), np.array([0.5, 0.5, 0.5])), label_ids=None)
-    >>> verdict_metrics(p)
-    {'verdict_accuracy': 0.5, 'lm_loss': 2.0, 'mapper_loss': 0.5}
+
+class PairedRandomSampler(torch.utils.data.Sampler[int]):
+    """A random order that keeps each forgery and its original in one batch of ``batch_size``.
+
+    Groups (a pair, or a lone record) are shuffled; a pair that would straddle two batches is put
+    after the next lone record, when one is left. The order depends on ``seed`` and the epoch
+    (``set_epoch``) only, so a resumed run sees the same batches.
+
+    >>> sampler = PairedRandomSampler(["a", "b", "a", "c", "b", "c"], batch_size=2, seed=0)
+    >>> order = list(sampler)
+    >>> sorted(order), all(["a", "b", "a", "c", "b", "c"][order[i]] == ["a", "b", "a", "c", "b", "c"][order[i + 1]]
+    ...                    for i in range(0, 6, 2))
+    ([0, 1, 2, 3, 4, 5], True)
     """
+
+    def __init__(self, keys: list[str], batch_size: int, seed: int = 0):
+        groups: dict[str, list[int]] = {}
+        for index, key in enumerate(keys):
+            groups.setdefault(key, []).append(index)
+        self.groups = list(groups.values())
+        self.batch_size, self.seed, self.epoch, self.length = batch_size, seed, 0, len(keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        pending = [self.groups[i] for i in torch.randperm(len(self.groups), generator=generator).tolist()]
+        order: list[int] = []
+        while pending:
+            group = pending.pop(0)
+            room = self.batch_size - len(order) % self.batch_size
+            if len(group) > room:
+                single = next((i for i, g in enumerate(pending) if len(g) <= room), None)
+                if single is not None:
+                    pending.insert(0, group)
+                    group = pending.pop(single + 1)
+            order.extend(group)
+        return iter(order)
+
+
+def verdict_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """``verdict_accuracy`` (P(fake) > 0.5 vs the labelled verdict), ``verdict_auc`` (ranking of
+    P(fake): does not depend on the threshold, so it is the steadier one for choosing a checkpoint,
+    ``metric_for_best_model: verdict_auc``; nan with one class) and the eval LM / mapper losses, from
+    what :meth:`ForenXTrainer.compute_loss` returns in evaluation.
+
+    >>> p = EvalPrediction(predictions=(np.array([0.9, 0.2, 0.1, np.nan]), np.array([1.0, 1.0, 0.0, 0.0]),
+    ...     np.array([2.0, 2.0, 2.0, 2.0]), np.array([0.5, 0.5, 0.5, 0.5])), label_ids=None)
+    >>> verdict_metrics(p)
+    {'verdict_accuracy': 0.6667, 'verdict_auc': 1.0, 'lm_loss': 2.0, 'mapper_loss': 0.5}
+    """
+    from sklearn.metrics import roc_auc_score
+
     prob_fake, is_fake, lm_loss, mapper_loss = (np.asarray(x, dtype=np.float64) for x in prediction.predictions)
     valid = ~np.isnan(prob_fake)
-    accuracy = float(((prob_fake[valid] > 0.5) == (is_fake[valid] > 0.5)).mean()) if valid.any() else float("nan")
-    return {"verdict_accuracy": accuracy, "lm_loss": float(np.mean(lm_loss)), "mapper_loss": float(np.mean(mapper_loss))}
+    truth = is_fake[valid] > 0.5
+    accuracy = float(((prob_fake[valid] > 0.5) == truth).mean()) if valid.any() else float("nan")
+    auc = float(roc_auc_score(truth, prob_fake[valid])) if 0 < truth.sum() < truth.size else float("nan")
+    return {"verdict_accuracy": round(accuracy, 4), "verdict_auc": round(auc, 4), "lm_loss": float(np.mean(lm_loss)),
+            "mapper_loss": float(np.mean(mapper_loss))}
 
 
 class ForenXTrainer(Trainer):
@@ -137,19 +201,37 @@ class ForenXTrainer(Trainer):
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, trained_modules: list[str] | None = None, modules_learning_rate: float | None = None,
-                 **kwargs):
+                 pair_keys: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         config = self.accelerator.unwrap_model(self.model).config
         self.verdict_token_ids = list(config.verdict_token_ids)
         self.answer_prefix_ids = list(config.answer_prefix_ids)
         self.trained_modules = set(trained_modules or [])
         self.modules_learning_rate = modules_learning_rate
-        self._window = torch.zeros(5, dtype=torch.float64)  # lm_loss, mapper_loss, correct, counted, forensic_loss
+        self.pair_keys = pair_keys
+        # lm_loss, mapper_loss, correct, counted, forensic_loss, pair_loss, batches with a pair, rows in a pair
+        self._window = torch.zeros(8, dtype=torch.float64)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.pair_keys is not None and self.args.forensic_pair_weight > 0:
+            return PairedRandomSampler(self.pair_keys, self._train_batch_size, self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pair_ids = inputs.pop("pair_ids", None)
         outputs = model(**inputs)
         loss = outputs.loss
-        is_fake = verdict_targets(inputs["labels"], self.verdict_token_ids, self.answer_prefix_ids)[1].float()
+        _, is_fake, has_verdict = verdict_targets(inputs["labels"], self.verdict_token_ids, self.answer_prefix_ids)
+        is_fake = is_fake.float()
+        pair, paired_rows = None, torch.zeros(())
+        if pair_ids is not None and self.args.forensic_pair_weight > 0 and outputs.forensic_logit is not None:
+            # Rows without a verdict get ids of their own: they never form a pair.
+            lone = -1 - torch.arange(len(pair_ids), device=pair_ids.device)
+            pair_ids = torch.where(has_verdict.to(pair_ids.device), pair_ids, lone)
+            pair = pair_ranking_loss(outputs.forensic_logit, is_fake.to(pair_ids.device), pair_ids)
+            paired_rows = ((pair_ids[:, None] == pair_ids[None, :]).sum(1) == 2).sum().cpu()
+            if pair is not None:
+                loss = loss + self.args.forensic_pair_weight * pair
         prob_fake = outputs.prob_fake.detach().float()
         valid = ~torch.isnan(prob_fake)
         if model.training:
@@ -157,7 +239,10 @@ class ForenXTrainer(Trainer):
             forensic = outputs.forensic_loss.detach() if outputs.forensic_loss is not None else torch.zeros(())
             self._window += torch.stack([outputs.lm_loss.detach().double().cpu(),
                                          outputs.mapper_loss.detach().double().cpu(),
-                                         correct.double().cpu(), valid.sum().double().cpu(), forensic.double().cpu()])
+                                         correct.double().cpu(), valid.sum().double().cpu(), forensic.double().cpu(),
+                                         (pair.detach() if pair is not None else torch.zeros(())).double().cpu(),
+                                         torch.tensor(float(pair is not None), dtype=torch.float64),
+                                         paired_rows.double()])
             self._window_batches = getattr(self, "_window_batches", 0) + 1
         if not return_outputs:
             return loss
@@ -172,12 +257,17 @@ class ForenXTrainer(Trainer):
             batches = torch.tensor([float(self._window_batches)], dtype=torch.float64)
             window = torch.cat([self._window, batches]).to(self.args.device)
             window = self.accelerator.reduce(window, reduction="sum").cpu()
-            logs["lm_loss"] = round(float(window[0] / window[5]), 4)
-            logs["mapper_loss"] = round(float(window[1] / window[5]), 4)
+            logs["lm_loss"] = round(float(window[0] / window[8]), 4)
+            logs["mapper_loss"] = round(float(window[1] / window[8]), 4)
             if window[3] > 0:
                 logs["mapper_accuracy"] = round(float(window[2] / window[3]), 4)
             if self.accelerator.unwrap_model(self.model).config.forensic_width:
-                logs["forensic_loss"] = round(float(window[4] / window[5]), 4)
+                logs["forensic_loss"] = round(float(window[4] / window[8]), 4)
+            if self.pair_keys is not None and self.args.forensic_pair_weight > 0:
+                if window[6] > 0:
+                    logs["pair_loss"] = round(float(window[5] / window[6]), 4)
+                # Share of the rows that trained with their partner in the batch (1.0 on fully paired data).
+                logs["paired_rows"] = round(float(window[7] / window[3]), 4) if window[3] > 0 else 0.0
             self._window.zero_()
             self._window_batches = 0
         super().log(logs, start_time)
@@ -203,9 +293,18 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, sft_args
     """Validate the data, build the model for the stage / fine-tuning, and return the trainer."""
     # One process makes a missing ForgerySynth set (shared file system); the others wait for it.
     with sft_args.main_process_first(local=False, desc="ForgerySynth data"):
-        _ensure_synth(data_args)
+        ensure_synth(data_args)
     base_model, processor = build_base_model(model_args)
-    data = prepare_data(data_args, processor)
+    paired = sft_args.forensic_pair_weight > 0
+    if paired and not base_model.config.forensic_width:
+        raise SFTConfigError("forensic_pair_weight > 0 ranks the forensic stream's logits, but the model has no "
+                             "forensic stream; set forensic_width (e.g. in tiny_overrides) or forensic_pair_weight 0.")
+    data = prepare_data(data_args, processor, pair_ids=paired)
+    keys = pair_keys(data.train_dataset) if paired else None
+    if keys is not None and len(set(keys)) == len(keys):
+        raise SFTConfigError(f"forensic_pair_weight > 0 but no training record of {data_args.train_file} is the "
+                             "original of a forgery (meta.original_of); make the data with `forenx data synth "
+                             "--paired train` (or synth_paired: train), or set forensic_pair_weight 0.")
     base_model.config.mapper_loss_weight = sft_args.mapper_loss_weight
     base_model.config.freeze_vision = sft_args.freeze_vision
     base_model.config.use_cache = False  # no KV cache while training (and with gradient checkpointing)
@@ -218,7 +317,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, sft_args
         model=model, args=sft_args, train_dataset=data.train_dataset, eval_dataset=data.eval_dataset,
         data_collator=data.collator, processing_class=processor, compute_metrics=verdict_metrics,
         callbacks=[RunConfigCallback(run_config)], trained_modules=trained_modules,
-        modules_learning_rate=sft_args.modules_learning_rate)
+        modules_learning_rate=sft_args.modules_learning_rate, pair_keys=keys)
 
 
 def run_sft(model_args: ModelArguments, data_args: DataArguments, sft_args: ForenXSFTConfig) -> ForenXTrainer:

@@ -167,3 +167,26 @@ def test_resume_continues_exactly(synth, tmp_path):
     a = load_file(tmp_path / "a" / "adapter_model.safetensors")
     b = load_file(tmp_path / "b" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+
+
+def test_best_checkpoint_by_validation_auc_is_what_the_run_saves(synth, tmp_path):
+    """load_best_model_at_end with metric_for_best_model verdict_auc (steadier than the accuracy at 0.5
+    on a small validation split): the final output holds the best evaluated checkpoint's adapter."""
+    out = tmp_path / "best"
+    trainer = run_sft(*sft_args(synth, out, "--max_steps", "3", "--learning_rate", "0.02", "--eval_strategy", "steps",
+                                "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+                                "--load_best_model_at_end", "true", "--metric_for_best_model", "verdict_auc",
+                                "--eval_split", "val"))
+    evals: dict[int, float] = {}
+    for entry in trainer.state.log_history:  # the first evaluation of each step (run_sft evaluates once more)
+        if "eval_verdict_auc" in entry:
+            evals.setdefault(entry["step"], entry["eval_verdict_auc"])
+    assert sorted(evals) == [1, 2, 3]
+    best = Path(trainer.state.best_model_checkpoint)
+    assert best.is_dir() and trainer.state.best_metric == max(evals.values())
+    saved, kept = load_file(out / "adapter_model.safetensors"), load_file(best / "adapter_model.safetensors")
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
+    if best.name != "checkpoint-3":  # as it is with this seed: the last step is not the best
+        last = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
+        assert any(not torch.equal(saved[k], last[k]) for k in saved)
+

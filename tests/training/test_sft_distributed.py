@@ -28,13 +28,14 @@ def synth(tmp_path_factory) -> Path:
     return folder / "records.jsonl"
 
 
-def launch(launch_args: list[str], synth: Path, output_dir: Path, timeout: int = 600) -> None:
+def launch(launch_args: list[str], synth: Path, output_dir: Path, timeout: int = 600, extra: tuple[str, ...] = ()
+           ) -> None:
     env = launch_env()
     command = [str(ACCELERATE), "launch", *launch_args, "--main_process_port", str(free_port()),
                "recipes/sft.py", "--config", "recipes/configs/sft_tiny.yaml", "--train_file", str(synth),
                "--output_dir", str(output_dir), "--max_steps", "3", "--per_device_train_batch_size", "4",
                "--eval_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--report_to", "none",
-               "--warmup_steps", "0"]
+               "--warmup_steps", "0", *extra]
     result = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 
@@ -88,3 +89,18 @@ def test_two_processes_deepspeed_zero3_saves_gathered_adapter(synth, tmp_path):
     torch.testing.assert_close(  # the final adapter equals the last checkpoint's (same step)
         load_file(tmp_path / "zero3" / "adapter_model.safetensors"),
         load_file(tmp_path / "zero3" / "checkpoint-3" / "adapter_model.safetensors"))
+
+
+def test_two_processes_keep_each_forgery_with_its_original(tmp_path):
+    """forensic_pair_weight under DDP: accelerate hands each process whole batches of the paired
+    sampler, so every row trains next to its partner (paired_rows 1.0 in every log, both ranks)."""
+    folder = tmp_path / "paired"
+    synthesize(folder, n=40, seed=0, size=64, workers=1, paired="train")
+    synth = folder / "records.jsonl"
+    launch(["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no"], synth, tmp_path / "ddp",
+           extra=("--tiny_overrides", json.dumps({"forensic_width": 8}), "--forensic_pair_weight", "2.0"))
+    check_output(tmp_path / "ddp", synth)
+    state = json.loads((tmp_path / "ddp" / "checkpoint-3" / "trainer_state.json").read_text())
+    logs = [entry for entry in state["log_history"] if "loss" in entry]
+    assert len(logs) == 3 and all(entry["paired_rows"] == 1.0 and entry["pair_loss"] > 0 for entry in logs)
