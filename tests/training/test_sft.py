@@ -190,3 +190,37 @@ def test_best_checkpoint_by_validation_auc_is_what_the_run_saves(synth, tmp_path
         last = load_file(out / "checkpoint-3" / "adapter_model.safetensors")
         assert any(not torch.equal(saved[k], last[k]) for k in saved)
 
+
+def _full_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(folder)[0].state_dict()
+
+
+def test_full_fine_tuning_with_trained_towers_resumes_and_keeps_the_best_checkpoint_exactly(synth, tmp_path):
+    """Full fine-tuning with the towers trained: transformers saves DINOv2's attention under its legacy
+    names (attention.attention.query ...) and the Trainer's own reload of a checkpoint
+    (resume, load_best_model_at_end) matches names as they are, so it would silently keep the
+    current tower weights. Resuming must give the uninterrupted run's losses and weights, and the
+    best checkpoint must be what the run saves, towers included."""
+    k, total = 2, 4
+    common = ("--finetuning", "full", "--freeze_vision", "false", "--max_steps", str(total), "--learning_rate", "0.01",
+              "--modules_learning_rate", "0.01", "--save_strategy", "steps", "--save_steps", "1",
+              "--eval_strategy", "steps", "--eval_steps", "1", "--eval_split", "val", "--save_total_limit", "10")
+    uninterrupted = run_sft(*sft_args(synth, tmp_path / "a", *common))
+    losses = {e["step"]: e["loss"] for e in uninterrupted.state.log_history if "loss" in e}
+    resumed = run_sft(*sft_args(synth, tmp_path / "b", *common, "--resume_from_checkpoint",
+                                str(tmp_path / "a" / f"checkpoint-{k}")))
+    for step in range(k + 1, total + 1):
+        entry = next(e for e in resumed.state.log_history if e.get("step") == step and "loss" in e)
+        assert entry["loss"] == pytest.approx(losses[step], abs=1e-6), step
+    a, b = _full_weights(tmp_path / "a"), _full_weights(tmp_path / "b")
+    assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+
+    best_run = run_sft(*sft_args(synth, tmp_path / "c", *common, "--load_best_model_at_end", "true",
+                                 "--metric_for_best_model", "eval_loss"))
+    best = Path(best_run.state.best_model_checkpoint)
+    saved, kept = _full_weights(tmp_path / "c"), _full_weights(best)
+    dino = [key for key in saved if "dino_tower" in key and "q_proj" in key]
+    assert dino and all(torch.equal(saved[key], kept[key]) for key in saved)
+    if best.name != f"checkpoint-{total}":
+        last = _full_weights(tmp_path / "c" / f"checkpoint-{total}")
+        assert any(not torch.equal(saved[key], last[key]) for key in dino)
