@@ -33,9 +33,43 @@ from forenx.modeling.processing import ForenXProcessor
 from forenx.training.callbacks import RUN_CONFIG_NAME
 from forenx.training.config import ModelArguments
 
-__all__ = ["build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config"]
+__all__ = ["FullWeightsReload", "build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config"]
 
 ADAPTER_CONFIG = "adapter_config.json"
+
+
+class FullWeightsReload:
+    """Trainer mixin: full-weight checkpoints come back whole on resume and ``load_best_model_at_end``.
+
+    transformers saves some sub-models under legacy names (DINOv2's ``attention.attention.query``
+    for ``attention.q_proj``) and ``Trainer`` reloads a checkpoint with a name-for-name
+    ``load_state_dict(strict=False)``, so the towers' trained weights would be skipped with a warning
+    and the current ones kept. Here such a checkpoint is read with ``from_pretrained`` (which maps
+    the names) and copied in strictly. Adapters, DeepSpeed and FSDP keep the Trainer's own path.
+    Used by the SFT and GRPO trainers (``class T(FullWeightsReload, Trainer)``).
+    """
+
+    def _full_weights_in(self, folder: str | None) -> bool:
+        """Whether ``folder`` holds full weights that this process loads itself (not DeepSpeed / FSDP,
+        not an adapter)."""
+        if not folder or self.is_deepspeed_enabled or self.is_fsdp_enabled or is_adapter_checkpoint(folder):
+            return False
+        return any((Path(folder) / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
+
+    def _load_full_weights(self, folder: str) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        loaded = type(model).from_pretrained(folder, dtype=model.dtype, device_map="cpu")
+        model.load_state_dict(loaded.state_dict(), strict=True)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if model is None and self._full_weights_in(resume_from_checkpoint):
+            return self._load_full_weights(resume_from_checkpoint)
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        if self._full_weights_in(self.state.best_model_checkpoint):
+            return self._load_full_weights(self.state.best_model_checkpoint)
+        return super()._load_best_model()
 
 
 def _dtype(name: str | torch.dtype) -> torch.dtype:

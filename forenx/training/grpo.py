@@ -51,7 +51,7 @@ from forenx.prompts import build_messages
 from forenx.schema import ANSWER_PREFIX
 from forenx.training import rewards as forensic_rewards
 from forenx.training.callbacks import RunConfigCallback, write_run_config
-from forenx.training.checkpoint import build_base_model
+from forenx.training.checkpoint import FullWeightsReload, build_base_model
 from forenx.training.config import DataArguments, ModelArguments, resolved_run_config
 from forenx.training.grpo_config import ForenXGRPOConfig, GRPOConfigError
 from forenx.training.lora import apply_finetuning, trainable_parameters
@@ -173,7 +173,7 @@ class GroupHealthCallback(TrainerCallback):
         logger.warning(message)
 
 
-class ForenXGRPOTrainer(GRPOTrainer):
+class ForenXGRPOTrainer(FullWeightsReload, GRPOTrainer):
     """TRL's GRPOTrainer with the ForenX prompt (ending in the answer prefix) and, when asked, the
     mapper's P(fake) for the calibration reward. See the module docstring for why."""
 

@@ -19,11 +19,8 @@ would be overridden anyway for the two-part loss. The overrides:
 * ``_get_train_sampler``: with ``forensic_pair_weight`` > 0, :class:`PairedRandomSampler` (each
   forgery in the same batch as its untouched original, for the ranking loss
   :func:`~forenx.modeling.heads.pair_ranking_loss` on the forensic stream's logit).
-* ``_load_from_checkpoint`` / ``_load_best_model`` for full weights: transformers saves some
-  sub-models under legacy names (DINOv2's ``attention.attention.query`` for ``attention.q_proj``)
-  and the Trainer's own reload matches names as they are, so on resume or
-  ``load_best_model_at_end`` it would keep the current tower weights without an error. The
-  checkpoint is read with ``from_pretrained`` (which maps the names) and copied in strictly.
+* ``_load_from_checkpoint`` / ``_load_best_model`` for full weights:
+  :class:`~forenx.training.checkpoint.FullWeightsReload` (towers included; see there).
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from forenx.data.records import Record
 from forenx.data.validate import require_valid
 from forenx.modeling.heads import pair_ranking_loss, verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
-from forenx.training.checkpoint import build_base_model, is_adapter_checkpoint
+from forenx.training.checkpoint import FullWeightsReload, build_base_model
 from forenx.training.config import (
     DataArguments,
     ForenXSFTConfig,
@@ -198,7 +195,7 @@ def verdict_metrics(prediction: EvalPrediction) -> dict[str, float]:
             "mapper_loss": float(np.mean(mapper_loss))}
 
 
-class ForenXTrainer(Trainer):
+class ForenXTrainer(FullWeightsReload, Trainer):
     """``Trainer`` for ForenX: two-part loss logged in parts, verdict accuracy in evaluation, and an
     own learning rate for the fully trained modules (see the module docstring for why these three)."""
 
@@ -216,29 +213,6 @@ class ForenXTrainer(Trainer):
         self.pair_keys = pair_keys
         # lm_loss, mapper_loss, correct, counted, forensic_loss, pair_loss, batches with a pair, rows in a pair
         self._window = torch.zeros(8, dtype=torch.float64)
-
-    def _full_weights_in(self, folder: str | None) -> bool:
-        """Whether ``folder`` holds full weights that this process loads itself (not DeepSpeed / FSDP,
-        not an adapter)."""
-        if not folder or self.is_deepspeed_enabled or self.is_fsdp_enabled or is_adapter_checkpoint(folder):
-            return False
-        return any((Path(folder) / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
-
-    def _load_full_weights(self, folder: str) -> None:
-        model = self.accelerator.unwrap_model(self.model)
-        loaded = type(model).from_pretrained(folder, dtype=model.dtype, device_map="cpu")
-        model.load_state_dict(loaded.state_dict(), strict=True)
-        logger.info("loaded the full weights of %s (names mapped by from_pretrained)", folder)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if model is None and self._full_weights_in(resume_from_checkpoint):
-            return self._load_full_weights(resume_from_checkpoint)
-        return super()._load_from_checkpoint(resume_from_checkpoint, model)
-
-    def _load_best_model(self):
-        if self._full_weights_in(self.state.best_model_checkpoint):
-            return self._load_full_weights(self.state.best_model_checkpoint)
-        return super()._load_best_model()
 
     def _get_train_sampler(self, train_dataset=None):
         if self.pair_keys is not None and self.args.forensic_pair_weight > 0:

@@ -206,3 +206,19 @@ def test_nano_config_trains_every_part_of_the_shipped_nano_and_saves_full_weight
     after = load_checkpoint(out)[0].state_dict()
     changed = {name.split(".")[1] for name in before if not torch.equal(before[name], after[name])}
     assert {"vision_tower", "dino_tower", "language_model"} <= changed, changed
+
+
+def test_full_weight_checkpoint_reloads_with_its_towers(synth, tmp_path):
+    """Resuming a full-weight GRPO run reads the checkpoint with from_pretrained (FullWeightsReload):
+    the Trainer's own name-for-name reload would skip DINOv2's weights, saved under legacy names."""
+    trainer = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "full", "--finetuning", "full",
+                                            "--freeze_vision", "false"))
+    saved = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.save_model(str(tmp_path / "ckpt"))
+    with torch.no_grad():
+        for name, param in trainer.model.named_parameters():
+            param.add_(0.5)
+    trainer._load_from_checkpoint(str(tmp_path / "ckpt"))
+    now = trainer.model.state_dict()
+    assert any("dino_tower" in k and "q_proj" in k for k in now)
+    assert all(torch.equal(now[k], saved[k]) for k in saved)
