@@ -8,9 +8,11 @@ The pipeline (every step deterministic in its seed; each step skips what is alre
 Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
 
 * ``synth``    ForgerySynth, 6000 samples of 256 px, seed 0 (``runs/nano/forgerysynth``): train / val /
-  test split BY PHOTO, so the test photos are never seen in training.
+  test split BY PHOTO, so the test photos are never seen in training; half the training crops go
+  through capture variations and every training real is the untouched original of one training forgery.
 * ``sft``      ``recipes/sft.py --config recipes/configs/nano_sft.yaml``: every part trained from random
-  weights (no pretrained weights exist offline), full fine-tuning.
+  weights (no pretrained weights exist offline), full fine-tuning, the forensic stream's pair ranking
+  loss; the checkpoint with the best val AUC is the output.
 * ``calibrate`` ``forenx model calibrate`` of the SFT output on the VAL split (two photos seen neither in
   training nor in the test split): P(fake)'s temperature and bias (the fit in ``runs/nano/sft/calibration.json``).
 * ``eval``     ``eval/run_eval.py`` on the TEST split (greedy, no evidence tools, sentence scorer offline):
@@ -23,8 +25,9 @@ Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
   measured on an earlier SFT model whose verdict was at chance, GRPO only learned to answer "real"
   with high confidence (the explanation reward pays twice for a correct "real": verdict and "no
   anomalies"), which ruined the calibration (ECE 0.003 -> 0.47) without moving accuracy. On the
-  forensic-stream model (44 min on 2 cores) it left the test detection figures unchanged and took
-  SemF1 from 0.083 to 0. :data:`GRPO_RELEASED` turns it on.
+  next release (forensic stream, unpaired data; 44 min on 2 cores) it left the test detection figures
+  unchanged and took SemF1 from 0.083 to 0. Not measured on the current release. :data:`GRPO_RELEASED`
+  turns it on.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ EVAL_DIR = RUN_DIR / "eval"
 ASSET_DIR = ROOT / "forenx" / "assets" / "nano"
 EXAMPLES_DIR = ROOT / "examples"
 REPO_ID = "forenx/forenx-nano"
-SYNTH = {"n": 6000, "seed": 0, "size": 256, "variations": "train"}
+SYNTH = {"n": 6000, "seed": 0, "size": 256, "variations": "train", "variation_rate": 0.5, "paired": "train"}
 #: Largest shipped model folder, in bytes.
 MAX_BYTES = 15 * 1024 * 1024
 #: Generation settings of the evaluation: greedy, long enough for the longest ForgerySynth answer.
@@ -151,8 +154,10 @@ def calibrate(model: Path) -> dict[str, Any]:
     return result
 
 
-def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16) -> dict[str, float]:
-    """P(fake) of the probability mapper for every record (one forward pass each, no generation): ``{id: p}``."""
+def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16, root: Path = DATA_DIR
+                   ) -> dict[str, float]:
+    """P(fake) of the probability mapper for every record (images under ``root``; one forward pass each,
+    no generation): ``{id: p}``."""
     import torch
 
     from forenx.images import load_image
@@ -163,7 +168,7 @@ def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16) ->
     probs: dict[str, float] = {}
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        images = [load_image(DATA_DIR / r.image) for r in batch]
+        images = [load_image(root / r.image) for r in batch]
         p = model_.predict_proba(**processor.verdict_inputs(images))
         probs.update({r.id: float(v) for r, v in zip(batch, p)})
     return probs
@@ -271,7 +276,7 @@ this folder again.
 Try:
 
 ```bash
-forenx explain examples/forged_splicing.png
+forenx explain examples/forged_copy_move.png
 forenx explain examples/ --format html --out runs/examples-report
 ```
 
@@ -359,20 +364,26 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
                        f"{fitted['before']['accuracy']:.3f} -> {fitted['after']['accuracy']:.3f}, ECE "
                        f"{fitted['before']['ece']:.3f} -> {fitted['after']['ece']:.3f})")
     steps, batch = sft_config["max_steps"], sft_config["per_device_train_batch_size"]
+    best = _best_checkpoint(model)
+    selected = (f"; the output is the checkpoint with the best val {sft_config['metric_for_best_model']} "
+                f"({best[0]}: {best[1]:.3f}, evaluated every {sft_config['eval_steps']} steps)" if best else "")
     return "\n".join([
         "## forenx-nano", "", SCOPE, "", *([status, ""] if status else []),
         "### How it was made", "",
         ("Trained from random weights on the CPU by the toolkit's own recipes (`make nano`, which runs "
          "`python -m forenx.training.nano all`):"), "",
         (f"1. `forenx data synth --out runs/nano/forgerysynth --n {SYNTH['n']} --seed {SYNTH['seed']} "
-         f"--size {SYNTH['size']} --variations {SYNTH['variations']}` (train / val / test = 0.8 / 0.1 / 0.1, split by "
-         "photo; test photos: camera, flower; the training crops go through random capture variations first);"),
+         f"--size {SYNTH['size']} --variations {SYNTH['variations']} --variation-rate {SYNTH['variation_rate']} "
+         f"--paired {SYNTH['paired']}` (train / val / test = 0.8 / 0.1 / 0.1, split by photo; test photos: camera, "
+         "flower; half the training crops go through random capture variations first, and each training real is "
+         "the untouched original of one training forgery);"),
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "
          f"{sft_config['mapper_loss_weight']}, forensic stream of width "
-         f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot); no GRPO stage "
-         "(`python -m forenx.training.nano grpo` runs recipes/configs/nano_grpo.yaml; on this model it left the "
-         "test detection figures unchanged and took SemF1 from 0.083 to 0, so its output is not released);"),
+         f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot, pair ranking "
+         f"weight {sft_config.get('forensic_pair_weight', 0.0)}){selected}; no GRPO stage "
+         "(`python -m forenx.training.nano grpo` runs recipes/configs/nano_grpo.yaml; on the previous release it left "
+         "the test detection figures unchanged and took SemF1 from 0.083 to 0, so its output is not released);"),
         ("3. `forenx model calibrate runs/nano/sft --data-file runs/nano/forgerysynth/records.jsonl --split val`: "
          f"P(fake)'s temperature and bias fitted on the val photos (astronaut, coffee){calibration};"),
         (f"4. evaluation on the test split: P(fake) of every image, and `eval/run_eval.py` on its first {TEXT_LIMIT} "
@@ -380,6 +391,18 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         f"5. `forenx release runs/nano/sft --repo-id {REPO_ID} --eval-results runs/nano/eval/metrics.json`.",
         "", "### Quality on held-out photos (`make nano-eval`)", "", table,
     ])
+
+
+def _best_checkpoint(model: Path) -> tuple[str, float] | None:
+    """(name, metric) of the checkpoint ``load_best_model_at_end`` chose for ``model``'s run, from the
+    last checkpoint's ``trainer_state.json``; None when the run did not choose one."""
+    states = sorted(model.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    if not states:
+        return None
+    state = json.loads(states[-1].read_text(encoding="utf-8"))
+    if not state.get("best_model_checkpoint") or state.get("best_metric") is None:
+        return None
+    return Path(state["best_model_checkpoint"]).name, float(state["best_metric"])
 
 
 # ------------------------------------------------------------------------------------------- main
