@@ -45,6 +45,7 @@ __all__ = [
     "RenderedChat",
     "SequenceTooLongError",
     "chat_lengths",
+    "pair_key",
     "render_record",
 ]
 
@@ -130,6 +131,16 @@ def render_record(record: Record, processor: Any, *, prompt_only: bool = False,
             f"{where}: the answer is not closed by the eos token {end!r} (template writes {rest[:30]!r}); "
             "set tokenizer.eos_token to the template's end-of-turn token")
     return RenderedChat(record.id, prompt, answer, end, rest[len(end):])
+
+
+def pair_key(record_id: str, meta: Mapping[str, Any]) -> str:
+    """What a forgery and its untouched original share: the forgery's id (a paired original names it
+    in ``meta["original_of"]``, ForgerySynth ``--paired``); any other record's own id.
+
+    >>> pair_key("fs-2", {"original_of": "fs-1"}), pair_key("fs-1", {})
+    ('fs-1', 'fs-1')
+    """
+    return meta.get("original_of") or record_id
 
 
 def _as_record(example: Any) -> Record:
@@ -235,7 +246,7 @@ class ForensicChatCollator:
         batch["labels"] = labels
         self._check_lengths(batch, chats, spans)
         if self.pair_ids:
-            keys = [record.meta.get("original_of") or record.id for record in records]
+            keys = [pair_key(record.id, record.meta) for record in records]
             first = {key: i for i, key in reversed(list(enumerate(keys)))}
             batch["pair_ids"] = torch.tensor([first[key] for key in keys])
         return batch

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer
 
-from forenx.data.collate import ForensicChatCollator, chat_lengths
+from forenx.data.collate import ForensicChatCollator, chat_lengths, pair_key
 from forenx.data.io import default_root, read_records, records_to_dataset
 from forenx.data.records import Record
 from forenx.data.validate import require_valid
@@ -126,8 +126,7 @@ def prepare_data(args: DataArguments, processor: Any, pair_ids: bool = False) ->
 def pair_keys(dataset) -> list[str]:
     """One key per row of a record dataset: the forgery's id for a forgery and for its untouched
     original (``meta["original_of"]``), the row's own id otherwise."""
-    return [json.loads(meta or "{}").get("original_of") or row_id
-            for row_id, meta in zip(dataset["id"], dataset["meta"])]
+    return [pair_key(row_id, json.loads(meta or "{}")) for row_id, meta in zip(dataset["id"], dataset["meta"])]
 
 
 class PairedRandomSampler(torch.utils.data.Sampler[int]):
