@@ -30,6 +30,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from forenx.modeling.names import NameEvidenceProcessor
+
 __all__ = ["GeneratedAnswers", "PrefixCache", "generate_answers", "prefix_cache"]
 
 
@@ -108,7 +110,8 @@ def generate_answers(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     ``pixel_values``). ``prefix`` is a :func:`prefix_cache` of the first ``P`` tokens, which every
     row must share (no padding there). ``eos_token_id`` defaults to the generation config's.
     ``logits_processor`` (e.g. transformers' ``LogitsProcessorList``) sees the full sequences of the
-    rows still running, as in ``generate``.
+    rows still running, as in ``generate``. A model with an anomaly-name head (``forensic_names``)
+    gets its :class:`~forenx.modeling.names.NameEvidenceProcessor`, as its own ``generate`` adds it.
     """
     device = model.device
     decoder = _language_model(model)
@@ -146,10 +149,20 @@ def generate_answers(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     encoder_outputs = None
     if image_outputs is not None:
         encoder_outputs = {"image": image_outputs}
-    outputs = model(input_ids=input_ids[:, start:], attention_mask=attention_mask,
-                    position_ids=positions[:, start:], cache=cache, use_cache=True, logits_to_keep=1,
-                    pixel_values=pixel_values if image_outputs is None else None,
-                    mm_encoder_outputs=encoder_outputs)
+    forenx = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a PEFT wrapper
+    names = None
+    if getattr(forenx, "_name_trie", None) is not None:
+        names = NameEvidenceProcessor(forenx._name_trie)
+        logits_processor = LogitsProcessorList([*(logits_processor or []), names])
+        forenx._name_sink = names  # the first forward hands the name head's posterior to it
+    try:
+        outputs = model(input_ids=input_ids[:, start:], attention_mask=attention_mask,
+                        position_ids=positions[:, start:], cache=cache, use_cache=True, logits_to_keep=1,
+                        pixel_values=pixel_values if image_outputs is None else None,
+                        mm_encoder_outputs=encoder_outputs)
+    finally:
+        if names is not None:
+            forenx._name_sink = None
     logits = outputs.logits[:, -1].float()
     first_logits = logits.clone()
 
@@ -179,6 +192,8 @@ def generate_answers(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
             cache.batch_select_indices(keep)
             rows, next_tokens, next_position = rows[keep], next_tokens[keep], next_position[keep]
             sequences = sequences[keep]
+            if names is not None and names.group_logp is not None:
+                names.group_logp = names.group_logp[keep]
             if attention_mask is not None:
                 attention_mask = attention_mask[keep]
         if logits_processor:

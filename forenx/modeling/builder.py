@@ -25,6 +25,7 @@ from transformers import (
 from forenx.modeling.configuration import ForenXConfig
 from forenx.modeling.heads import answer_prefix_ids, verdict_token_ids
 from forenx.modeling.modeling import ForenXForConditionalGeneration
+from forenx.modeling.names import name_group_ids, name_prefix_ids, resolve_name_groups
 from forenx.modeling.processing import ForenXProcessor, forensic_image_processor
 from forenx.prompts import IMAGE_TOKEN
 
@@ -44,14 +45,20 @@ NOT_QUANTIZED_MODULES = ["model.vision_tower", "model.dino_tower", "model.fusion
 PathOrId = str | os.PathLike
 
 
-def tokenizer_settings(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """Config fields that come from the tokenizer: image token id, verdict token ids, prefix ids."""
+def tokenizer_settings(tokenizer: PreTrainedTokenizerBase, forensic_names: Any = None) -> dict[str, Any]:
+    """Config fields that come from the tokenizer: image token id, verdict token ids, prefix ids
+    (and, with ``forensic_names``, the resolved name groups and their token ids)."""
     image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     if image_token_id is None or image_token_id == tokenizer.unk_token_id:
         raise ValueError(f"the tokenizer has no {IMAGE_TOKEN!r} token; add it as a special token first "
                          f"(tokenizer.add_special_tokens({{'additional_special_tokens': [{IMAGE_TOKEN!r}]}})).")
-    return {"image_token_id": image_token_id, "verdict_token_ids": verdict_token_ids(tokenizer),
-            "answer_prefix_ids": answer_prefix_ids(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    settings = {"image_token_id": image_token_id, "verdict_token_ids": verdict_token_ids(tokenizer),
+                "answer_prefix_ids": answer_prefix_ids(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    if forensic_names is not None:
+        groups = resolve_name_groups(forensic_names)
+        settings.update(forensic_names=groups, forensic_name_ids=name_group_ids(tokenizer, groups),
+                        name_prefix_ids=name_prefix_ids(tokenizer))
+    return settings
 
 
 def _ensure_image_token(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -170,7 +177,8 @@ def build_model(clip: PathOrId | None = None, dino: PathOrId | None = None, llm:
     config = ForenXConfig(
         clip_config=clip_model.config.to_dict(), dino_config=dino_model.config.to_dict(),
         text_config=text_config.to_dict(),
-        **{"image_size": clip_model.config.image_size, **llava_fields, **tokenizer_settings(tokenizer),
+        **{"image_size": clip_model.config.image_size, **llava_fields,
+           **tokenizer_settings(tokenizer, config_overrides.pop("forensic_names", None)),
            **config_overrides})
     model = _assemble(config, clip=clip_model, dino=dino_model, language_model=language_model,
                       lm_head=lm_head, projector=projector)
@@ -199,7 +207,8 @@ def tiny_config(tokenizer: PreTrainedTokenizerBase, **overrides: Any) -> ForenXC
                      "vocab_size": len(tokenizer), "max_position_embeddings": 2048,
                      "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
                      "pad_token_id": tokenizer.pad_token_id},
-        fusion_heads=4, fusion_bias_hidden=8, **tokenizer_settings(tokenizer),
+        fusion_heads=4, fusion_bias_hidden=8,
+        **tokenizer_settings(tokenizer, overrides.pop("forensic_names", None)),
     )
     fields.update(overrides)
     return ForenXConfig(**fields)

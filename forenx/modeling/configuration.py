@@ -44,6 +44,10 @@ class ForenXConfig(LlavaConfig):
     ``image_size`` that is a multiple of 8), ``forensic_loss_weight`` (weight of its own verdict loss)
     and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
     logit difference, so P(fake) = sigmoid(LM difference + forensic logit); needs the stream).
+    ``forensic_names`` (``{group: [names]}`` or ``"forgerysynth"``; needs the stream) adds the
+    anomaly-name head (:mod:`forenx.modeling.names`): it predicts the group of the first anomaly's
+    name, trained with weight ``forensic_name_weight``, and its posterior steers the name as it is
+    written. The builders tokenise the names into ``forensic_name_ids`` and ``name_prefix_ids``.
 
     Probability mapper: ``verdict_token_ids`` (``[real, fake]``, the first tokens of the verdict words
     after :data:`forenx.schema.ANSWER_PREFIX`, taken from the tokenizer by the builders),
@@ -84,6 +88,10 @@ class ForenXConfig(LlavaConfig):
     forensic_width: int | None = None
     forensic_loss_weight: float = 1.0
     forensic_verdict: bool = False
+    forensic_names: dict[str, list[str]] | str | None = None
+    forensic_name_ids: list[list[list[int]]] | None = None
+    name_prefix_ids: list[int] | None = None
+    forensic_name_weight: float = 1.0
     verdict_token_ids: list[int] | None = None
     answer_prefix_ids: list[int] | None = None
     mapper_temperature: float = 1.0
@@ -115,6 +123,12 @@ class ForenXConfig(LlavaConfig):
         if self.forensic_verdict and not self.forensic_width:
             raise ValueError("ForenXConfig: forensic_verdict=True adds the forensic stream's logit to the verdict "
                              "slot, but the stream is off; set forensic_width (e.g. 64) or forensic_verdict=False.")
+        if self.forensic_names is not None and not self.forensic_width:
+            raise ValueError("ForenXConfig: forensic_names adds an anomaly-name head to the forensic stream, but "
+                             "the stream is off; set forensic_width (e.g. 64) or forensic_names=None.")
+        if self.forensic_names is not None and self.forensic_name_ids is None:
+            raise ValueError("ForenXConfig: forensic_names is set but its token ids are not; build the model with "
+                             "forenx.build_model / tiny_model (they tokenise the names with the tokenizer).")
         if self.fusion_dim is None:
             self.fusion_dim = self.vision_config.hidden_size
         if self.fusion_dim % self.fusion_heads:

@@ -148,7 +148,8 @@ class ForensicEncoder(nn.Module):
     Three convolutions at block resolution (``S / 8``), then two more that halve the resolution
     while it stays at least the patch grid (stride 1 otherwise). The logit is a linear map of the
     mean- and max-pooled features; the tokens are a linear map of the features pooled onto the
-    patch grid, plus the logit times a learnt direction.
+    patch grid, plus the logit times a learnt direction. With ``groups``, a second linear head gives
+    logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
 
     >>> encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64)
     >>> tokens, logit = encoder(torch.rand(2, 3, 64, 64))
@@ -156,7 +157,7 @@ class ForensicEncoder(nn.Module):
     ((2, 16, 24), (2,))
     """
 
-    def __init__(self, width: int, out_dim: int, grid: int, image_size: int):
+    def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0):
         super().__init__()
         self.grid = grid
         side, strides = image_size // BLOCK, []
@@ -169,13 +170,19 @@ class ForensicEncoder(nn.Module):
         self.proj = nn.Linear(2 * width, out_dim)
         self.head = nn.Linear(4 * width, 1)
         self.logit_direction = nn.Linear(1, out_dim, bias=False)
+        # The anomaly-name head (forenx.modeling.names): logits over the name groups, from the same pooled features.
+        self.group_head = nn.Linear(4 * width, groups) if groups else None
+        self.group_logits: torch.Tensor | None = None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dtype = self.proj.weight.dtype
         with torch.no_grad():
             maps = forensic_maps(pixel_values)
         hidden = self.down(self.stem(maps.to(dtype)))
-        logit = self.head(torch.cat([hidden.mean((2, 3)), hidden.amax((2, 3))], 1))  # (B, 1)
+        pooled = torch.cat([hidden.mean((2, 3)), hidden.amax((2, 3))], 1)
+        logit = self.head(pooled)  # (B, 1)
+        # Kept (like the fusion keeps the logit) until the model's forward takes it.
+        self.group_logits = self.group_head(pooled) if self.group_head is not None else None
         if hidden.shape[-1] != self.grid or hidden.shape[-2] != self.grid:
             hidden = F.adaptive_avg_pool2d(hidden, self.grid)
         tokens = self.proj(hidden.flatten(2).transpose(1, 2)) + self.logit_direction(logit).unsqueeze(1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, GenerationMixin
+from transformers import AutoModel, GenerationMixin, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.llava.modeling_llava import (
@@ -26,8 +26,10 @@ from transformers.models.llava.modeling_llava import (
 )
 
 from forenx.modeling.configuration import ForenXConfig
+from forenx.modeling.forensic import ForensicEncoder
 from forenx.modeling.fusion import ForgeryAwareFusion
 from forenx.modeling.heads import add_verdict_evidence, forensic_loss, mapper_loss, prefix_ends, prob_fake
+from forenx.modeling.names import NameEvidenceProcessor, NameTrie
 from forenx.modeling.vision import clip_patch_features, dino_patch_features, normalize
 
 __all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "ForenXModel", "ForenXPreTrainedModel"]
@@ -42,6 +44,9 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     logits at the verdict slot already hold the stream's evidence, in every loss and in generation;
     ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
     sequence has none); ``forensic_logit`` ``(B,)``: the forensic stream's own logit (None without it).
+    With ``forensic_names``: ``name_logits`` ``(B, G)``, the anomaly-name head's logits over the name
+    groups, and (with labels) ``name_loss``, its cross-entropy against the first name written,
+    added to ``loss`` with weight ``forensic_name_weight``.
     """
 
     lm_loss: torch.FloatTensor | None = None
@@ -49,6 +54,8 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     forensic_loss: torch.FloatTensor | None = None
     prob_fake: torch.FloatTensor | None = None
     forensic_logit: torch.FloatTensor | None = None
+    name_loss: torch.FloatTensor | None = None
+    name_logits: torch.FloatTensor | None = None
 
 
 class ForenXPreTrainedModel(LlavaPreTrainedModel):
@@ -76,6 +83,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             forensic_width=config.forensic_width,
             grid=config.image_size // config.vision_config.patch_size,
             image_size=config.image_size,
+            name_groups=len(config.forensic_name_ids or ()),
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
@@ -122,6 +130,9 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         ForenXPreTrainedModel.__init__(self, config)
         self.model = ForenXModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self._name_trie = (NameTrie(config.name_prefix_ids, config.forensic_name_ids)
+                           if config.forensic_name_ids else None)
+        self._name_sink: NameEvidenceProcessor | None = None  # set while generate() runs
         self.post_init()
 
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, cache=None,
@@ -144,6 +155,15 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
                              "with forenx.build_model (it reads them from the tokenizer).")
         if evidence is not None and input_ids is not None:
             self._add_verdict_evidence(result.logits, input_ids, logits_to_keep, evidence)
+        name_logits = self._take_name_logits()
+        result.name_logits = name_logits
+        if name_logits is not None:
+            name_logp = name_logits.float().log_softmax(-1)
+            if self._name_sink is not None:  # generate(): its logits processor adds the evidence step by step
+                self._name_sink.group_logp = name_logp.detach()
+            elif input_ids is not None:
+                self._name_trie.add_evidence(result.logits, input_ids, name_logp,
+                                             lambda t: self._kept(t, logits_to_keep))
         if labels is not None:
             result.lm_loss = self.loss_function(logits=result.logits, labels=labels,
                                                 vocab_size=self.config.text_config.vocab_size, **kwargs)
@@ -155,7 +175,28 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
             result.forensic_loss = forensic_loss(forensic_logit, labels, self.config.verdict_token_ids,
                                                  self.config.answer_prefix_ids)
             result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
+        if labels is not None and name_logits is not None:
+            result.name_loss = NameTrie.loss(name_logits, self._name_trie.targets(labels))
+            result.loss = result.loss + self.config.forensic_name_weight * result.name_loss
         return result
+
+    def generate(self, *args, **kwargs):
+        """``GenerationMixin.generate``; with ``forensic_names`` a :class:`NameEvidenceProcessor` joins
+        the logits processors, so each anomaly name is written with the name head's evidence."""
+        if self._name_trie is None or self._name_sink is not None:
+            return super().generate(*args, **kwargs)
+        sink = NameEvidenceProcessor(self._name_trie)
+        kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), sink])
+        self._name_sink = sink
+        try:
+            return super().generate(*args, **kwargs)
+        finally:
+            self._name_sink = None
+
+    @staticmethod
+    def _kept(t: torch.Tensor, logits_to_keep) -> torch.Tensor:
+        """The positions of ``t`` ``(B, L)`` the logits were computed for."""
+        return slice_logits_to_keep(t[..., None], logits_to_keep)[..., 0]
 
     def _add_verdict_evidence(self, logits: torch.Tensor, input_ids: torch.Tensor, logits_to_keep,
                               evidence: torch.Tensor | float) -> None:
@@ -169,23 +210,29 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
             raise ValueError(f"forensic_verdict: {evidence.shape[0]} images were encoded for "
                              f"{input_ids.shape[0]} sequences; give one image per sequence.")
         evidence = (evidence[:, None] if evidence.ndim else evidence).to(logits.dtype).expand_as(ends)
+        add_verdict_evidence(logits, self._kept(ends, logits_to_keep), self.config.verdict_token_ids,
+                             self._kept(evidence, logits_to_keep))
 
-        def kept(t: torch.Tensor) -> torch.Tensor:  # the positions the logits were computed for
-            return slice_logits_to_keep(t[..., None], logits_to_keep)[..., 0]
-
-        add_verdict_evidence(logits, kept(ends), self.config.verdict_token_ids, kept(evidence))
+    def _take(self, kind: type, attribute: str) -> torch.Tensor | None:
+        """``attribute`` of the first module of type ``kind`` in the fusion that holds one (what this
+        forward pass computed), cleared so it is never left for a later batch. Searched among the
+        fusion's modules, so a PEFT ``modules_to_save`` wrapper (whose active copy ran) is handled too."""
+        for module in self.model.fusion.modules():
+            value = getattr(module, attribute, None) if isinstance(module, kind) else None
+            if value is not None:
+                setattr(module, attribute, None)
+                return value
+        return None
 
     def _take_forensic_logit(self) -> torch.Tensor | None:
         """The forensic logit the fusion kept in this forward pass (None without the stream or when no
-        image was encoded), cleared. Searched among the fusion's modules, so a PEFT
-        ``modules_to_save`` wrapper (whose active copy ran) is handled too."""
-        if not self.config.forensic_width:
-            return None
-        for module in self.model.fusion.modules():
-            if isinstance(module, ForgeryAwareFusion) and module.forensic_logit is not None:
-                logit, module.forensic_logit = module.forensic_logit, None
-                return logit
-        return None
+        image was encoded), cleared."""
+        return self._take(ForgeryAwareFusion, "forensic_logit") if self.config.forensic_width else None
+
+    def _take_name_logits(self) -> torch.Tensor | None:
+        """The anomaly-name head's logits of this forward pass (None without ``forensic_names`` or when
+        no image was encoded), cleared."""
+        return self._take(ForensicEncoder, "group_logits") if self._name_trie is not None else None
 
     def prob_fake_from_logits(self, verdict_slot_logits: torch.Tensor) -> torch.Tensor:
         """P(fake) ``(B,)`` from LM logits ``(B, V)`` at the verdict slot (e.g. ``generate``'s first

@@ -200,6 +200,7 @@ def evaluate(model: Path, out: Path) -> dict[str, Any]:
     lines = [json.loads(line) for line in (text_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
              if line.strip()]
     agree = sum(1 for line in lines if line.get("verdict") == ("fake" if probs[line["id"]] > 0.5 else "real"))
+    named = name_family_accuracy(lines)
     metrics = {
         "dataset": {"name": "ForgerySynth (seed 0, n 6000, 256 px)", "split": "test"},
         "model": str(model),
@@ -208,6 +209,7 @@ def evaluate(model: Path, out: Path) -> dict[str, Any]:
         "generation": {"n": text["num_records"], "unparseable": text["unparseable"],
                        "text_verdict_accuracy": text.get("detection", {}).get("accuracy"),
                        "text_agrees_with_mapper": agree / max(len(lines), 1),
+                       "name_family_accuracy": named["accuracy"], "distinct_names": named["distinct_names"],
                        "seconds": round(generation_s, 1)},
         "detection_seconds": round(detection_s, 1),
     }
@@ -217,6 +219,25 @@ def evaluate(model: Path, out: Path) -> dict[str, Any]:
     _log(f"eval: detection {detection_s / 60:.1f} min, generation {generation_s / 60:.1f} min; "
          f"{out / 'nano_table.md'}:\n{table}")
     return metrics
+
+
+def name_family_accuracy(predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How often the first anomaly written for a ForgerySynth forgery carries one of its own family's
+    names (an answer with no anomaly counts as wrong), and how many distinct names were written.
+
+    >>> name_family_accuracy([
+    ...     {"label": "fake", "generator": "splicing", "anomalies": [{"name": "Foreign content"}]},
+    ...     {"label": "fake", "generator": "lighting", "anomalies": [{"name": "Local blur"}]},
+    ...     {"label": "fake", "generator": "lighting", "anomalies": []},
+    ...     {"label": "real", "generator": "camera", "anomalies": []}])
+    {'n': 3, 'accuracy': 0.3333333333333333, 'distinct_names': 2}
+    """
+    from forenx.data.synth.manipulations import FAMILY_NAMES
+
+    fakes = [p for p in predictions if p.get("label") == "fake" and p.get("generator") in FAMILY_NAMES]
+    right = sum(1 for p in fakes if p.get("anomalies") and p["anomalies"][0].get("name") in FAMILY_NAMES[p["generator"]])
+    names = {a.get("name") for p in predictions for a in p.get("anomalies") or []}
+    return {"n": len(fakes), "accuracy": right / len(fakes) if fakes else None, "distinct_names": len(names)}
 
 
 def release(metrics_file: Path, model: Path) -> None:
@@ -310,6 +331,8 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
     | generated answers: unparseable (of 2) | 0 |
     | generated answers: verdict accuracy | 1.000 |
     | generated verdict = mapper verdict | 1.000 |
+    | generated forgeries: first anomaly named after its family | – |
+    | generated answers: distinct anomaly names | – |
     | SemAP (Full, sentence scorer, t = 0.7 / 0.8 / 0.9) | 0.500 |
     | SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9) | 0.400 |
     <BLANKLINE>
@@ -327,6 +350,8 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
             (f"generated answers: unparseable (of {generation.get('n')})", generation.get("unparseable")),
             ("generated answers: verdict accuracy", generation.get("text_verdict_accuracy")),
             ("generated verdict = mapper verdict", generation.get("text_agrees_with_mapper")),
+            ("generated forgeries: first anomaly named after its family", generation.get("name_family_accuracy")),
+            ("generated answers: distinct anomaly names", generation.get("distinct_names")),
             ("SemAP (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemAP")),
             ("SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemF1"))]
     lines = ["| Held-out test split (photos never trained on) | value |", "|---|---|"]
@@ -380,7 +405,8 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "
          f"{sft_config['mapper_loss_weight']}, forensic stream of width "
-         f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot, pair ranking "
+         f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot"
+         f"{_name_head(sft_config)}, pair ranking "
          f"weight {sft_config.get('forensic_pair_weight', 0.0)}){selected}; no GRPO stage "
          "(`python -m forenx.training.nano grpo` runs recipes/configs/nano_grpo.yaml; on the previous release it left "
          "the test detection figures unchanged and took SemF1 from 0.083 to 0, so its output is not released);"),
@@ -391,6 +417,17 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         f"5. `forenx release runs/nano/sft --repo-id {REPO_ID} --eval-results runs/nano/eval/metrics.json`.",
         "", "### Quality on held-out photos (`make nano-eval`)", "", table,
     ])
+
+
+def _name_head(sft_config: Mapping[str, Any]) -> str:
+    """The card's words for the anomaly-name head of the SFT config ("" without one)."""
+    from forenx.modeling.names import resolve_name_groups
+
+    names = sft_config["tiny_overrides"].get("forensic_names")
+    if not names:
+        return ""
+    return (f" and an anomaly-name head over {len(resolve_name_groups(names))} name groups ({names}) that steers "
+            "the anomaly's name")
 
 
 def _best_checkpoint(model: Path) -> tuple[str, float] | None:

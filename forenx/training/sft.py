@@ -12,7 +12,7 @@ exactly) and a ``compute_loss`` that adds entropy / token accuracy over the text
 would be overridden anyway for the two-part loss. The overrides:
 
 * ``compute_loss``: loss = LM loss on answer tokens + lambda x mapper CE (the model computes both);
-  stashes ``lm_loss``, ``mapper_loss`` (and ``forensic_loss`` with the forensic stream) and the mapper's batch accuracy; in evaluation returns
+  stashes ``lm_loss``, ``mapper_loss`` (and ``forensic_loss`` with the forensic stream, ``name_loss`` with its name head) and the mapper's batch accuracy; in evaluation returns
   P(fake) and the true verdict so ``compute_metrics`` gives ``verdict_accuracy``.
 * ``log``: adds the stashed training figures (averaged over the logging window and processes).
 * ``create_optimizer``: a separate learning rate for the fully trained modules (fusion, projector).
@@ -210,8 +210,9 @@ class ForenXTrainer(FullWeightsReload, Trainer):
         self.trained_modules = set(trained_modules or [])
         self.modules_learning_rate = modules_learning_rate
         self.pair_keys = pair_keys
-        # lm_loss, mapper_loss, correct, counted, forensic_loss, pair_loss, batches with a pair, rows in a pair
-        self._window = torch.zeros(8, dtype=torch.float64)
+        # lm_loss, mapper_loss, correct, counted, forensic_loss, pair_loss, batches with a pair, rows in a pair,
+        # name_loss
+        self._window = torch.zeros(9, dtype=torch.float64)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.pair_keys is not None and self.args.forensic_pair_weight > 0:
@@ -238,12 +239,13 @@ class ForenXTrainer(FullWeightsReload, Trainer):
         if model.training:
             correct = ((prob_fake[valid] > 0.5).float() == is_fake[valid]).sum()
             forensic = outputs.forensic_loss.detach() if outputs.forensic_loss is not None else torch.zeros(())
+            name = outputs.name_loss.detach() if outputs.name_loss is not None else torch.zeros(())
             self._window += torch.stack([outputs.lm_loss.detach().double().cpu(),
                                          outputs.mapper_loss.detach().double().cpu(),
                                          correct.double().cpu(), valid.sum().double().cpu(), forensic.double().cpu(),
                                          (pair.detach() if pair is not None else torch.zeros(())).double().cpu(),
                                          torch.tensor(float(pair is not None), dtype=torch.float64),
-                                         paired_rows.double()])
+                                         paired_rows.double(), name.double().cpu()])
             self._window_batches = getattr(self, "_window_batches", 0) + 1
         if not return_outputs:
             return loss
@@ -258,12 +260,16 @@ class ForenXTrainer(FullWeightsReload, Trainer):
             batches = torch.tensor([float(self._window_batches)], dtype=torch.float64)
             window = torch.cat([self._window, batches]).to(self.args.device)
             window = self.accelerator.reduce(window, reduction="sum").cpu()
-            logs["lm_loss"] = round(float(window[0] / window[8]), 4)
-            logs["mapper_loss"] = round(float(window[1] / window[8]), 4)
+            batches = window[9]
+            logs["lm_loss"] = round(float(window[0] / batches), 4)
+            logs["mapper_loss"] = round(float(window[1] / batches), 4)
             if window[3] > 0:
                 logs["mapper_accuracy"] = round(float(window[2] / window[3]), 4)
-            if self.accelerator.unwrap_model(self.model).config.forensic_width:
-                logs["forensic_loss"] = round(float(window[4] / window[8]), 4)
+            config = self.accelerator.unwrap_model(self.model).config
+            if config.forensic_width:
+                logs["forensic_loss"] = round(float(window[4] / batches), 4)
+            if config.forensic_name_ids:
+                logs["name_loss"] = round(float(window[8] / batches), 4)
             if self.pair_keys is not None and self.args.forensic_pair_weight > 0:
                 if window[6] > 0:
                     logs["pair_loss"] = round(float(window[5] / window[6]), 4)

@@ -16,16 +16,16 @@ ANSWERS = [
 ]
 
 
-def training_batch(processor, images):
-    """Prompt + answer per image, right padded, labels = answer tokens only."""
-    texts = [processor.prompt(answer) for answer in ANSWERS]
+def training_batch(processor, images, answers=ANSWERS):
+    """Prompt + answer per image (``answers[i]`` for ``images[i]``), right padded, labels = answer tokens only."""
+    texts = [processor.prompt(answer) for answer in answers]
     processor.tokenizer.padding_side = "right"
     try:
-        batch = processor(images=images[:2], text=texts, padding=True, return_tensors="pt")
+        batch = processor(images=images[:len(answers)], text=texts, padding=True, return_tensors="pt")
     finally:
         processor.tokenizer.padding_side = "left"
     labels = torch.full_like(batch["input_ids"], -100)
-    for row, answer in enumerate(ANSWERS):
+    for row, answer in enumerate(answers):
         answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
         ids = batch["input_ids"][row].tolist()
         start = next(i for i in range(len(ids)) if ids[i:i + len(answer_ids)] == answer_ids)

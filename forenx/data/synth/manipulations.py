@@ -36,6 +36,7 @@ from forenx.schema import Quadruple
 
 __all__ = [
     "FAMILIES",
+    "FAMILY_NAMES",
     "STRENGTH_RULES",
     "Manipulation",
     "NoVisibleChange",
@@ -172,6 +173,22 @@ def _paste(image: np.ndarray, source: np.ndarray, region: np.ndarray) -> np.ndar
 # every template states the same facts.
 
 
+#: Family name -> the names its anomaly is written under (one is drawn per sample). The model's
+#: anomaly-name head (``forensic_names="forgerysynth"``) predicts the family from these.
+FAMILY_NAMES: dict[str, tuple[str, ...]] = {
+    "copy_move": ("Copy-move duplication", "Duplicated region", "Cloned patch"),
+    "splicing": ("Spliced region", "Foreign content", "Splicing"),
+    "inpainting": ("Inpainted region", "Smoothed fill", "Content removal"),
+    "resampling": ("Resampled region", "Upsampling traces", "Rescaled patch"),
+    "noise_mismatch": ("Noise-level mismatch", "Inconsistent noise", "Added noise"),
+    "double_jpeg": ("Double JPEG compression", "Misaligned JPEG grid", "Local recompression"),
+    "lighting": ("Lighting mismatch", "Inconsistent illumination", "Colour/brightness mismatch"),
+    "blur_mismatch": ("Blur mismatch", "Local blur", "Inconsistent sharpness"),
+    "clone_stamp": ("Clone-stamp repetition", "Repeated stamp", "Clone-tool traces"),
+    "sharpening": ('Local oversharpening', 'Sharpening halo', 'Inconsistent sharpening'),
+}
+
+
 def _draw_copy_move(image, rng, donor):
     h, w = image.shape[:2]
     for _ in range(50):
@@ -193,7 +210,7 @@ def _draw_copy_move(image, rng, donor):
 
 def _describe_copy_move(p, box, place, rng):
     src = _fmt_box(p["source_box"])
-    name = _pick(rng, "Copy-move duplication", "Duplicated region", "Cloned patch")
+    name = _pick(rng, *FAMILY_NAMES["copy_move"])
     phenomenon = _pick(
         rng,
         f"The {p['patch_size'][0]}x{p['patch_size'][1]} px patch at {_fmt_box(box)} in the {place} "
@@ -234,7 +251,7 @@ def _draw_splicing(image, rng, donor):
 
 
 def _describe_splicing(p, box, place, rng):
-    name = _pick(rng, "Spliced region", "Foreign content", "Splicing")
+    name = _pick(rng, *FAMILY_NAMES["splicing"])
     phenomenon = _pick(
         rng,
         f"{_a(p['shape']).capitalize()}-shaped area at {_fmt_box(box)} in the {place} holds content from a "
@@ -278,7 +295,7 @@ def _draw_inpainting(image, rng, donor):
 
 
 def _describe_inpainting(p, box, place, rng):
-    name = _pick(rng, "Inpainted region", "Smoothed fill", "Content removal")
+    name = _pick(rng, *FAMILY_NAMES["inpainting"])
     phenomenon = _pick(
         rng,
         f"{_a(p['shape']).capitalize()} at {_fmt_box(box)} in the {place} is a smooth, textureless blend of the "
@@ -317,7 +334,7 @@ def _draw_resampling(image, rng, donor):
 
 def _describe_resampling(p, box, place, rng):
     f = p["scale_factor"]
-    name = _pick(rng, "Resampled region", "Upsampling traces", "Rescaled patch")
+    name = _pick(rng, *FAMILY_NAMES["resampling"])
     phenomenon = _pick(
         rng,
         f"The {place} rectangle {_fmt_box(box)} was enlarged by a factor of {f:.2f} with bilinear "
@@ -353,7 +370,7 @@ def _draw_noise(image, rng, donor):
 
 def _describe_noise(p, box, place, rng):
     s = p["noise_sigma"]
-    name = _pick(rng, "Noise-level mismatch", "Inconsistent noise", "Added noise")
+    name = _pick(rng, *FAMILY_NAMES["noise_mismatch"])
     phenomenon = _pick(
         rng,
         f"The {p['shape']} at {_fmt_box(box)} in the {place} is grainier than the rest: Gaussian "
@@ -400,7 +417,7 @@ def _draw_double_jpeg(image, rng, donor):
 
 def _describe_double_jpeg(p, box, place, rng):
     q1, q2, (dx, dy) = p["jpeg_quality_first"], p["jpeg_quality_second"], p["grid_shift"]
-    name = _pick(rng, "Double JPEG compression", "Misaligned JPEG grid", "Local recompression")
+    name = _pick(rng, *FAMILY_NAMES["double_jpeg"])
     phenomenon = _pick(
         rng,
         f"The {place} rectangle {_fmt_box(box)} was JPEG-compressed at quality {q1} and again at "
@@ -450,7 +467,7 @@ def _describe_lighting(p, box, place, rng):
     tint = _CAST[p["cast_channel"]][0 if p["cast"] >= 0 else 1]
     cast = f", with a {tint} cast" if abs(p["cast"]) >= 0.05 else ""
     gain_text = f"R x{gains[0]:.2f}, G x{gains[1]:.2f}, B x{gains[2]:.2f}"
-    name = _pick(rng, "Lighting mismatch", "Inconsistent illumination", "Colour/brightness mismatch")
+    name = _pick(rng, *FAMILY_NAMES["lighting"])
     phenomenon = _pick(
         rng,
         f"The {p['shape']} at {_fmt_box(box)} in the {place} is {direction} than its surroundings"
@@ -484,7 +501,7 @@ def _draw_blur(image, rng, donor):
 
 def _describe_blur(p, box, place, rng):
     s = p["blur_sigma"]
-    name = _pick(rng, "Blur mismatch", "Local blur", "Inconsistent sharpness")
+    name = _pick(rng, *FAMILY_NAMES["blur_mismatch"])
     phenomenon = _pick(
         rng,
         f"The {p['shape']} at {_fmt_box(box)} in the {place} is blurred (Gaussian, sigma {s:.1f} px) "
@@ -536,7 +553,7 @@ def _draw_clone_stamp(image, rng, donor):
 
 def _describe_clone_stamp(p, box, place, rng):
     n, size, src = p["count"], p["patch_size"], _fmt_box(p["source_box"])
-    name = _pick(rng, "Clone-stamp repetition", "Repeated stamp", "Clone-tool traces")
+    name = _pick(rng, *FAMILY_NAMES["clone_stamp"])
     phenomenon = _pick(
         rng,
         f"The same {size}x{size} px patch (from {src}) is stamped {n} times within {_fmt_box(box)} "
@@ -573,7 +590,7 @@ def _draw_sharpening(image, rng, donor):
 
 def _describe_sharpening(p, box, place, rng):
     a, r = p["amount"], p["radius"]
-    name = _pick(rng, "Local oversharpening", "Sharpening halo", "Inconsistent sharpening")
+    name = _pick(rng, *FAMILY_NAMES["sharpening"])
     phenomenon = _pick(
         rng,
         f"The {p['shape']} at {_fmt_box(box)} in the {place} is oversharpened (unsharp mask, amount "
