@@ -56,7 +56,9 @@ def tokenizer_settings(tokenizer: PreTrainedTokenizerBase, forensic_names: Any =
                 "answer_prefix_ids": answer_prefix_ids(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     if forensic_names is not None:
         groups = resolve_name_groups(forensic_names)
-        settings.update(forensic_names=groups, forensic_name_ids=name_group_ids(tokenizer, groups),
+        # Stored as [group, names] pairs: the head's output order (a saved config's JSON keys get sorted).
+        settings.update(forensic_names=[[group, names] for group, names in groups.items()],
+                        forensic_name_ids=name_group_ids(tokenizer, groups),
                         name_prefix_ids=name_prefix_ids(tokenizer))
     return settings
 

@@ -44,7 +44,8 @@ class ForenXConfig(LlavaConfig):
     ``image_size`` that is a multiple of 8), ``forensic_loss_weight`` (weight of its own verdict loss)
     and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
     logit difference, so P(fake) = sigmoid(LM difference + forensic logit); needs the stream).
-    ``forensic_names`` (``{group: [names]}`` or ``"forgerysynth"``; needs the stream) adds the
+    ``forensic_names`` (``{group: [names]}`` or ``"forgerysynth"``; stored as ``[group, names]``
+    pairs in the head's output order; needs the stream) adds the
     anomaly-name head (:mod:`forenx.modeling.names`): it predicts the group of the first anomaly's
     name, trained with weight ``forensic_name_weight``, and its posterior steers the name as it is
     written. The builders tokenise the names into ``forensic_name_ids`` and ``name_prefix_ids``.
@@ -88,7 +89,7 @@ class ForenXConfig(LlavaConfig):
     forensic_width: int | None = None
     forensic_loss_weight: float = 1.0
     forensic_verdict: bool = False
-    forensic_names: dict[str, list[str]] | str | None = None
+    forensic_names: dict[str, list[str]] | list | str | None = None
     forensic_name_ids: list[list[list[int]]] | None = None
     name_prefix_ids: list[int] | None = None
     forensic_name_weight: float = 1.0

@@ -22,6 +22,7 @@ sees one token at a time), so sampling and scoring agree.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -54,24 +55,36 @@ def name_prefix_ids(tokenizer) -> list[int]:
     return opening[1:]
 
 
-def resolve_name_groups(value: str | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
-    """``forensic_names`` as a ``{group: [names]}`` mapping: ``"forgerysynth"`` is ForgerySynth's
-    families with the names each is written under (:data:`forenx.data.synth.manipulations.FAMILY_NAMES`).
+def resolve_name_groups(value: str | Mapping[str, Sequence[str]] | Sequence[Sequence[Any]]) -> dict[str, list[str]]:
+    """``forensic_names`` as an ordered ``{group: [names]}`` mapping (the order is the head's output
+    order). ``value``: ``"forgerysynth"`` (ForgerySynth's families with the names each is written
+    under, :data:`forenx.data.synth.manipulations.FAMILY_NAMES`), a mapping, or ``[group, names]``
+    pairs (the form the config stores: a saved config's JSON keys are sorted, a list keeps its order).
 
     >>> groups = resolve_name_groups("forgerysynth")
     >>> len(groups), groups["splicing"][0]
     (10, 'Spliced region')
+    >>> resolve_name_groups([["b", ["Bee"]], ["a", ["Ant", "Aphid"]]])
+    {'b': ['Bee'], 'a': ['Ant', 'Aphid']}
     """
     if isinstance(value, str):
         if value.lower() != "forgerysynth":
             raise ValueError(f"forensic_names={value!r}: give 'forgerysynth' or a mapping group -> list of names")
         from forenx.data.synth.manipulations import FAMILY_NAMES
         return {family: list(names) for family, names in FAMILY_NAMES.items()}
-    if not isinstance(value, Mapping) or len(value) < 2:
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    elif isinstance(value, Sequence) and all(isinstance(p, Sequence) and not isinstance(p, str) and len(p) == 2
+                                             for p in value):
+        pairs = [(p[0], p[1]) for p in value]
+    else:
+        raise ValueError(f"forensic_names: need a mapping group -> list of names (or [group, names] pairs), "
+                         f"got {type(value).__name__}")
+    if len(pairs) < 2:
         raise ValueError("forensic_names: need a mapping of at least two groups, each to a list of anomaly names")
     groups: dict[str, list[str]] = {}
     owner: dict[str, str] = {}
-    for group, names in value.items():
+    for group, names in pairs:
         names = [names] if isinstance(names, str) else list(names)
         if not names or not all(isinstance(n, str) and n.strip() for n in names):
             raise ValueError(f"forensic_names[{group!r}]: need a non-empty list of non-empty names, got {names!r}")
@@ -79,6 +92,8 @@ def resolve_name_groups(value: str | Mapping[str, Sequence[str]]) -> dict[str, l
             if name in owner and owner[name] != group:
                 raise ValueError(f"forensic_names: {name!r} is in both {owner[name]!r} and {group!r}")
             owner[name] = group
+        if str(group) in groups:
+            raise ValueError(f"forensic_names: group {group!r} is given twice")
         groups[str(group)] = names
     return groups
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from forenx.data.synth import synthesize
+from forenx.modeling.names import resolve_name_groups
 from forenx.training.sft import build_trainer
 from tests.training.test_sft import sft_args
 
@@ -31,4 +32,5 @@ def test_name_head_trains_and_is_logged(tmp_path):
                                           rel=1e-3)
     assert not torch.equal(before, head.weight)
     config = trainer.model.config
-    assert config.forensic_names["sharpening"][0] == "Local oversharpening" and len(config.forensic_name_ids) == 10
+    assert resolve_name_groups(config.forensic_names)["sharpening"][0] == "Local oversharpening"
+    assert len(config.forensic_name_ids) == 10
