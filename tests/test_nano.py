@@ -98,6 +98,22 @@ def test_shipped_model_reads_the_image(explainer):
     assert reports["forged_copy_move.png"].verdict is Verdict.FAKE
 
 
+def test_shipped_model_names_the_family_it_sees(explainer):
+    """The anomaly-name head: the copy-move and noise examples are explained under their own
+    family's names (the earlier nano wrote one memorised noise quadruple for every forgery), and
+    the model knows the ten families' names in its config."""
+    from forenx.data.synth.manipulations import FAMILY_NAMES
+    from forenx.modeling.names import resolve_name_groups
+
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert list(resolve_name_groups(config["forensic_names"])) == list(FAMILY_NAMES)
+    names = {name: [a.name for a in report.anomalies]
+             for name, report in zip(EXAMPLES, explainer([EXAMPLES_DIR / n for n in EXAMPLES]))}
+    assert names["forged_copy_move.png"][0] in FAMILY_NAMES["copy_move"], names
+    assert names["forged_noise_mismatch.png"][0] in FAMILY_NAMES["noise_mismatch"], names
+    assert len({n[0] for n in names.values() if n}) >= 2, names  # not one name for everything
+
+
 @pytest.mark.slow
 def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     """A fresh ForgerySynth sample with the release's seed (so the same split by photo: its test

@@ -24,9 +24,9 @@ Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
   learning rate 2e-5, ~10 min on 2 cores); with :data:`GRPO_RELEASED` (on) ``all`` runs it and calibrates,
   evaluates and releases its output. Alone, it also evaluates into ``runs/nano/eval-grpo``. History: on an
   SFT model whose verdict was at chance, GRPO only learned to answer "real" with high confidence (ECE 0.003
-  -> 0.47); on the next release it took SemF1 from 0.083 to 0. With the anomaly-name head the answers vary,
-  and at 2e-5 it kept the detection figures and took SemF1 0.208 -> 0.229 (at 1e-4: 3 of 64 answers
-  unparseable, SemF1 0.094).
+  -> 0.47); on the next release it took SemF1 from 0.083 to 0. With the anomaly-name head the answers vary:
+  at 2e-5 it kept the detection figures and took SemF1 0.073 -> 0.188 on the current release (on a first
+  run of the recipe, 0.208 -> 0.229 at 2e-5 and 0.208 -> 0.094, 3 of 64 answers unparseable, at 1e-4).
 """
 
 from __future__ import annotations
