@@ -5,14 +5,15 @@ before it learns to read the image for the anomaly's name: it writes one memoris
 text that follows it) for every image. With ``forensic_names`` the forensic stream gets a second
 head that predicts the anomaly's *name group* (for ForgerySynth: the manipulation family, each
 written under a few names), trained by cross-entropy against the first name the answer writes.
-Its posterior is added to the LM's logits while the name is written, through a token trie of the
+Its posterior joins the LM's logits while the name is written, through a token trie of the
 groups' names: where the text so far ends with ``"name": "`` plus a partial name ``p``, the tokens
 ``t`` that continue a name are re-weighted by ``P(groups whose names go on with p + t | p)``
 (a product of the LM and the head among them, renormalised so that their total probability stays
 what the LM gave it: the LM decides whether a known name is written, the head which one). Where
 only one group's names continue, nothing changes; where ``p`` is shared (``Inconsistent ...``),
-the head decides between ``noise`` and ``illumination``. The rest of the anomaly (phenomenon, reasoning) follows from the name, as the
-LM learned it. This is :mod:`forenx.modeling.heads`' ``forensic_verdict`` for the name slot.
+the head decides between ``noise`` and ``illumination``. The rest of the anomaly (phenomenon,
+reasoning) follows from the name, as the LM learned it. This is :mod:`forenx.modeling.heads`'
+``forensic_verdict`` for the name slot.
 
 The same evidence is applied in ``forward`` (training, and TRL's log-probabilities, on whole
 sequences) and, during ``generate``, by :class:`NameEvidenceProcessor` (the cached forward then
