@@ -175,10 +175,14 @@ class ForensicEncoder(nn.Module):
         self.group_logits: torch.Tensor | None = None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = self.proj.weight.dtype
         with torch.no_grad():
             maps = forensic_maps(pixel_values)
-        hidden = self.down(self.stem(maps.to(dtype)))
+        return self.forward_maps(maps)
+
+    def forward_maps(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` from maps :func:`forensic_maps` already computed (they have no weights: a
+        probe that trains the stream alone computes them once, ``eval/stream_probe.py``)."""
+        hidden = self.down(self.stem(maps.to(self.proj.weight.dtype)))
         pooled = torch.cat([hidden.mean((2, 3)), hidden.amax((2, 3))], 1)
         logit = self.head(pooled)  # (B, 1)
         # Kept (like the fusion keeps the logit) until the model's forward takes it.

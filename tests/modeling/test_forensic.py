@@ -12,7 +12,7 @@ from transformers import AutoModelForImageTextToText
 from forenx.data.synth.manipulations import jpeg_roundtrip
 from forenx.data.synth.photos import default_photos, load_photos
 from forenx.modeling import ForenXConfig, build_model, tiny_model
-from forenx.modeling.forensic import FORENSIC_CHANNELS, duplicate_maps, forensic_maps
+from forenx.modeling.forensic import FORENSIC_CHANNELS, ForensicEncoder, duplicate_maps, forensic_maps
 from forenx.modeling.heads import prefix_ends
 
 NOISE, CHROMA_NOISE, COLUMN_PHASE = 2, 6, slice(11, 19)  # channel indices (see the module docstring)
@@ -75,6 +75,18 @@ def test_maps_shape_and_bad_input():
         forensic_maps(torch.rand(1, 3, 36, 36))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         forensic_maps(torch.rand(1, 1, 32, 32))
+
+
+def test_forward_maps_is_forward_from_precomputed_maps():
+    """The probe (eval/stream_probe.py) computes the maps once and calls forward_maps: same tokens,
+    same logit, same name logits as forward on the pixels."""
+    torch.manual_seed(0)
+    encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, groups=3).eval()
+    pixels = torch.rand(2, 3, 64, 64)
+    tokens, logit = encoder(pixels)
+    groups = encoder.group_logits
+    tokens2, logit2 = encoder.forward_maps(forensic_maps(pixels))
+    assert torch.equal(tokens, tokens2) and torch.equal(logit, logit2) and torch.equal(groups, encoder.group_logits)
 
 
 def test_config_rejects_a_stream_that_cannot_run():
