@@ -389,6 +389,7 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
                        f"{fitted['before']['ece']:.3f} -> {fitted['after']['ece']:.3f})")
     steps, batch = sft_config["max_steps"], sft_config["per_device_train_batch_size"]
     best = _best_checkpoint(SFT_DIR)
+    grpo = int(model == GRPO_DIR)  # the GRPO step is step 3: the later steps move down by one
     selected = (f"; the output is the checkpoint with the best val {sft_config['metric_for_best_model']} "
                 f"({best[0]}: {best[1]:.3f}, evaluated every {sft_config['eval_steps']} steps)" if best else "")
     return "\n".join([
@@ -407,14 +408,14 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
          f"{sft_config['tiny_overrides'].get('forensic_width')} whose logit joins the verdict slot"
          f"{_name_head(sft_config)}, pair ranking "
          f"weight {sft_config.get('forensic_pair_weight', 0.0)}){selected};"),
-        *([_grpo_step()] if model == GRPO_DIR else []),
-        (f"{4 if model == GRPO_DIR else 3}. `forenx model calibrate runs/nano/{model.name} --data-file "
+        *([_grpo_step()] if grpo else []),
+        (f"{3 + grpo}. `forenx model calibrate runs/nano/{model.name} --data-file "
          "runs/nano/forgerysynth/records.jsonl --split val`: P(fake)'s temperature and bias fitted on the val photos "
          f"(astronaut, coffee){calibration};"),
-        (f"{5 if model == GRPO_DIR else 4}. evaluation on the test split: P(fake) of every image, and "
+        (f"{4 + grpo}. evaluation on the test split: P(fake) of every image, and "
          f"`eval/run_eval.py` on its first {TEXT_LIMIT} records (greedy answers, SemAP / SemF1 with the offline "
          "sentence scorer);"),
-        (f"{6 if model == GRPO_DIR else 5}. `forenx release runs/nano/{model.name} --repo-id {REPO_ID} "
+        (f"{5 + grpo}. `forenx release runs/nano/{model.name} --repo-id {REPO_ID} "
          "--eval-results runs/nano/eval/metrics.json`."),
         "", "### Quality on held-out photos (`make nano-eval`)", "", table,
     ])
