@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 
@@ -37,7 +38,7 @@ from forenx.data.collate import pair_key
 from forenx.data.io import read_records, resolve_in_root
 from forenx.data.synth.manipulations import FAMILY_NAMES
 from forenx.images import load_image
-from forenx.modeling.forensic import ForensicEncoder, forensic_maps
+from forenx.modeling.forensic import BLOCK, ForensicEncoder, forensic_maps
 from forenx.modeling.heads import pair_ranking_loss
 
 FAMILIES = list(FAMILY_NAMES)
@@ -48,16 +49,22 @@ def load_split(data: Path, split: str, chunk: int = 50) -> dict[str, Any]:
     records = [r for r in read_records(data / "records.jsonl") if r.split == split]
     if not records:
         raise SystemExit(f"stream_probe: {data / 'records.jsonl'} has no records in split {split!r}")
-    maps = []
+    maps, masks, images = [], [], []
     for start in range(0, len(records), chunk):
         pixels = np.stack([np.asarray(load_image(resolve_in_root(data, r.image)), dtype=np.uint8)
                            for r in records[start:start + chunk]])
         with torch.no_grad():
             maps.append(forensic_maps(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255))
+        images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
+        for r in records[start:start + chunk]:
+            side = pixels.shape[1]
+            mask = (np.asarray(Image.open(resolve_in_root(data, r.mask)).convert("L"), dtype=np.float32) / 255
+                    if r.mask else np.zeros((side, side), np.float32))
+            masks.append(F.avg_pool2d(torch.from_numpy(mask)[None, None], BLOCK)[0, 0])
     family = [FAMILIES.index(r.generator) if r.label == "fake" and r.generator in FAMILIES else -1 for r in records]
     keys = [pair_key(r.id, r.meta) for r in records]
     codes = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-    return {"maps": torch.cat(maps), "fake": torch.tensor([r.label == "fake" for r in records], dtype=torch.float32),
+    return {"maps": torch.cat(maps), "pixels": torch.cat(images), "masks": torch.stack(masks), "fake": torch.tensor([r.label == "fake" for r in records], dtype=torch.float32),
             "family": torch.tensor(family), "photo": [str(r.meta.get("photo", "?")) for r in records],
             "keys": keys, "pair_ids": torch.tensor([codes[k] for k in keys]), "size": int(pixels.shape[1])}
 
@@ -75,7 +82,7 @@ def _fmt(value: float | None) -> str:
 def score(encoder: ForensicEncoder, split: dict[str, Any]) -> dict[str, Any]:
     """AUC of the stream's logit on ``split``: overall, per family (vs all reals), per photo."""
     encoder.eval()
-    logit = torch.cat([encoder.forward_maps(split["maps"][i:i + 200])[1] for i in range(0, len(split["fake"]), 200)])
+    logit = torch.cat([encoder.forward_maps(split["maps"][i:i + 200], split["pixels"][i:i + 200].float() / 255)[1] for i in range(0, len(split["fake"]), 200)])
     encoder.train()
     fake, family = split["fake"], split["family"]
     real_scores = logit[fake == 0].tolist()
@@ -98,7 +105,8 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
 
     torch.manual_seed(seed)
     encoder = ForensicEncoder(args.width, out_dim=8, grid=max(1, train["size"] // 32), image_size=train["size"],
-                              groups=len(FAMILIES) if args.name_weight > 0 else 0)
+                              groups=len(FAMILIES) if args.name_weight > 0 else 0, localize=args.mask_weight > 0,
+                              residual=args.residual)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     sampler = PairedRandomSampler(train["keys"], args.batch, seed)
@@ -110,7 +118,7 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
             sampler.set_epoch(sampler.epoch + 1)
             order.extend(sampler)
         rows, order = torch.tensor(order[:args.batch]), order[args.batch:]
-        _, logit = encoder.forward_maps(train["maps"][rows])
+        _, logit = encoder.forward_maps(train["maps"][rows], train["pixels"][rows].float() / 255)
         fake = train["fake"][rows]
         loss = F.binary_cross_entropy_with_logits(logit, fake)
         if args.pair_weight > 0:
@@ -119,6 +127,8 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
         family = train["family"][rows]
         if args.name_weight > 0 and (family >= 0).any():
             loss = loss + args.name_weight * F.cross_entropy(encoder.group_logits[family >= 0], family[family >= 0])
+        if args.mask_weight > 0:
+            loss = loss + args.mask_weight * F.binary_cross_entropy_with_logits(encoder.mask_logits, train["masks"][rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -150,6 +160,9 @@ def summary(runs: list[dict[str, Any]], splits: Sequence[str]) -> dict[str, Any]
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("runs/nano/forgerysynth"), help="a ForgerySynth folder")
+    parser.add_argument("--eval-data", type=Path, default=None,
+                        help="take the eval splits from this folder instead of --data (compare training sets "
+                             "on the same held-out images)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--batch", type=int, default=16)
@@ -159,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--width", type=int, default=64, help="forensic_width")
     parser.add_argument("--pair-weight", type=float, default=3.0, help="forensic_pair_weight (0: off)")
     parser.add_argument("--name-weight", type=float, default=1.0, help="forensic_name_weight (0: no family head)")
+    parser.add_argument("--mask-weight", type=float, default=0.0,
+                        help="weight of the localisation loss: per-block BCE against the share of the block the "
+                             "record's mask covers (0: no localisation head)")
+    parser.add_argument("--residual", type=int, default=0,
+                        help="width of the learned full-resolution residual branch (0: none)")
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--eval-splits", nargs="+", default=["val", "test"])
     parser.add_argument("--select", default="val", help="split whose AUC picks the reported step")
@@ -171,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     start = time.time()
     train = load_split(args.data, "train")
-    evals = {name: load_split(args.data, name) for name in args.eval_splits}
+    evals = {name: load_split(args.eval_data or args.data, name) for name in args.eval_splits}
     print(f"maps of {len(train['fake']) + sum(len(s['fake']) for s in evals.values())} images: "
           f"{time.time() - start:.0f} s", flush=True)
     runs = [train_one(train, evals, args, seed) for seed in args.seeds]

@@ -111,7 +111,10 @@ def _architecture(config) -> str:
             f"- Forgery-aware fusion: width {config.fusion_dim}, {config.fusion_heads} heads, DINO attention-map bias "
             f"{'on' if config.fusion_attention_bias else 'off'}\n"
             + (f"- Forensic stream: {FORENSIC_CHANNELS} fixed forensic maps (duplicates, relative noise / colour statistics, JPEG grid "
-               f"phases) on the 8 px block grid, read by a conv net of width {config.forensic_width} into the fused "
+               f"phases) on the 8 px block grid"
+               + (f" and a learned full-resolution residual branch of width {config.forensic_residual} (zero-sum 5 x 5 "
+                  "filters)" if getattr(config, "forensic_residual", 0) else "")
+               + f", read by a conv net of width {config.forensic_width} into the fused "
                f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})"
                + ("; its logit is added to the verdict slot's fake-minus-real logit difference (forensic_verdict)"
                   if getattr(config, "forensic_verdict", False) else "") + "\n"

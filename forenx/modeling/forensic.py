@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "FORENSIC_CHANNELS", "ForensicEncoder", "duplicate_maps", "forensic_maps"]
+__all__ = ["BLOCK", "FORENSIC_CHANNELS", "ForensicEncoder", "ResidualBranch", "duplicate_maps", "forensic_maps"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
 BLOCK = 8
@@ -142,6 +142,30 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
                          nn.GroupNorm(4, out_channels), nn.GELU())
 
 
+class ResidualBranch(nn.Module):
+    """Learned full-resolution residual filters: ``(B, 3, S, S)`` in [0, 1] -> ``(B, width, S/8, S/8)``.
+
+    The fixed maps measure what the literature knew to measure; this branch learns its own traces
+    from the pixels, like the constrained first layer of Bayar & Stamm (2016): its 5 x 5 filters are
+    kept zero-sum (each filter's mean is subtracted in every forward), so they see residuals, never
+    the image's content or brightness. Three stride-2 convolutions bring it onto the block grid.
+    """
+
+    def __init__(self, width: int, filters: int = 8):
+        super().__init__()
+        self.filters = nn.Conv2d(3, filters, 5, padding=2, bias=False)
+        self.body = nn.Sequential(_conv_block(filters, 16, 2), _conv_block(16, 32, 2), _conv_block(32, width, 2))
+
+    def residuals(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The zero-sum filters' responses ``(B, filters, S, S)``, in grey levels."""
+        weight = self.filters.weight
+        weight = weight - weight.mean((1, 2, 3), keepdim=True)
+        return F.conv2d(pixel_values.to(weight.dtype) * 255, weight, padding=2)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.body(self.residuals(pixel_values))
+
+
 class ForensicEncoder(nn.Module):
     """Forensic maps -> tokens and a logit: ``(B, 3, S, S)`` in [0, 1] -> ``(B, grid * grid, out_dim)``, ``(B,)``.
 
@@ -150,6 +174,10 @@ class ForensicEncoder(nn.Module):
     mean- and max-pooled features; the tokens are a linear map of the features pooled onto the
     patch grid, plus the logit times a learnt direction. With ``groups``, a second linear head gives
     logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
+    With ``residual``, a :class:`ResidualBranch` of that width learns its own traces from the pixels and
+    its maps join the fixed ones. With ``localize``, a 1 x 1 convolution on the block-resolution
+    features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
+    by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
     >>> encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64)
     >>> tokens, logit = encoder(torch.rand(2, 3, 64, 64))
@@ -157,14 +185,16 @@ class ForensicEncoder(nn.Module):
     ((2, 16, 24), (2,))
     """
 
-    def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0):
+    def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
+                 localize: bool = False, residual: int = 0):
         super().__init__()
         self.grid = grid
         side, strides = image_size // BLOCK, []
         for _ in range(2):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
-        self.stem = nn.Sequential(_conv_block(FORENSIC_CHANNELS, width, 1), _conv_block(width, width, 1),
+        self.residual = ResidualBranch(residual) if residual else None
+        self.stem = nn.Sequential(_conv_block(FORENSIC_CHANNELS + residual, width, 1), _conv_block(width, width, 1),
                                   _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
@@ -173,16 +203,27 @@ class ForensicEncoder(nn.Module):
         # The anomaly-name head (forenx.modeling.names): logits over the name groups, from the same pooled features.
         self.group_head = nn.Linear(4 * width, groups) if groups else None
         self.group_logits: torch.Tensor | None = None
+        # The localisation head: a logit per 8 x 8 block that it was manipulated, from the block-resolution features.
+        self.mask_head = nn.Conv2d(width, 1, 1) if localize else None
+        self.mask_logits: torch.Tensor | None = None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             maps = forensic_maps(pixel_values)
-        return self.forward_maps(maps)
+        return self.forward_maps(maps, pixel_values)
 
-    def forward_maps(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` from maps :func:`forensic_maps` already computed (they have no weights: a
         probe that trains the stream alone computes them once, ``eval/stream_probe.py``)."""
-        hidden = self.down(self.stem(maps.to(self.proj.weight.dtype)))
+        maps = maps.to(self.proj.weight.dtype)
+        if self.residual is not None:
+            if pixel_values is None:
+                raise ValueError("ForensicEncoder.forward_maps: the residual branch needs pixel_values")
+            maps = torch.cat([maps, self.residual(pixel_values)], 1)
+        blocks = self.stem(maps)
+        self.mask_logits = self.mask_head(blocks).squeeze(1) if self.mask_head is not None else None
+        hidden = self.down(blocks)
         pooled = torch.cat([hidden.mean((2, 3)), hidden.amax((2, 3))], 1)
         logit = self.head(pooled)  # (B, 1)
         # Kept (like the fusion keeps the logit) until the model's forward takes it.

@@ -84,6 +84,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             grid=config.image_size // config.vision_config.patch_size,
             image_size=config.image_size,
             name_groups=len(config.forensic_name_ids or ()),
+            forensic_residual=config.forensic_residual,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from forenx.data.synth import synthesize
 
@@ -55,3 +56,20 @@ def test_probe_refuses_a_selection_split_it_does_not_score(synth):
     with pytest.raises(SystemExit, match="no records in split 'nope'"):
         _probe().main(["--data", str(synth), "--seeds", "0", "--steps", "1", "--eval-splits", "nope",
                        "--select", "nope"])
+
+
+def test_probe_with_the_residual_branch_the_mask_loss_and_separate_eval_data(synth, tmp_path):
+    """--residual and --mask-weight train the learned branch and the localisation head with the rest;
+    --eval-data scores another folder's splits (one training set against another on the same images)."""
+    other = tmp_path / "other"
+    synthesize(other, n=30, seed=2, workers=1, size=64)
+    probe = _probe()
+    train = probe.load_split(synth, "train")
+    fakes = train["fake"] == 1
+    assert train["masks"].shape == (len(fakes), 8, 8) and train["pixels"].dtype == torch.uint8
+    assert train["masks"][~fakes].sum() == 0 and (train["masks"][fakes].flatten(1).amax(1) > 0).all()
+    result = probe.main(["--data", str(synth), "--eval-data", str(other), "--seeds", "0", "--steps", "4",
+                         "--batch", "8", "--eval-every", "2", "--residual", "4", "--mask-weight", "1",
+                         "--eval-splits", "test", "--select", "test"])
+    assert result["config"]["residual"] == 4 and result["config"]["mask_weight"] == 1.0
+    assert set(result["runs"][0]["test"]["photos"]) == set(probe.load_split(other, "test")["photo"])

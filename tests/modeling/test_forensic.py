@@ -12,7 +12,13 @@ from transformers import AutoModelForImageTextToText
 from forenx.data.synth.manipulations import jpeg_roundtrip
 from forenx.data.synth.photos import default_photos, load_photos
 from forenx.modeling import ForenXConfig, build_model, tiny_model
-from forenx.modeling.forensic import FORENSIC_CHANNELS, ForensicEncoder, duplicate_maps, forensic_maps
+from forenx.modeling.forensic import (
+    FORENSIC_CHANNELS,
+    ForensicEncoder,
+    ResidualBranch,
+    duplicate_maps,
+    forensic_maps,
+)
 from forenx.modeling.heads import prefix_ends
 
 NOISE, CHROMA_NOISE, COLUMN_PHASE = 2, 6, slice(11, 19)  # channel indices (see the module docstring)
@@ -89,6 +95,40 @@ def test_forward_maps_is_forward_from_precomputed_maps():
     assert torch.equal(tokens, tokens2) and torch.equal(logit, logit2) and torch.equal(groups, encoder.group_logits)
 
 
+def test_residual_filters_see_residuals_not_brightness(photo):
+    """The learned branch's first filters are zero-sum whatever their weights: a flat image gives no
+    residual, and brightening the photo by a constant leaves the residuals away from the border as
+    they were; the branch lands on the block grid."""
+    torch.manual_seed(0)
+    branch = ResidualBranch(width=8)
+    with torch.no_grad():
+        branch.filters.weight.add_(1.0)  # far from zero-sum before the constraint
+        flat = branch.residuals(torch.full((1, 3, 32, 32), 0.5))
+        assert flat[..., 2:-2, 2:-2].abs().max() < 1e-2  # a filter of these weights not made zero-sum: ~1e4
+        pixels = _pixels(np.clip(photo.astype(int), 0, 200).astype(np.uint8))
+        shifted = branch.residuals(pixels + 30 / 255)
+        assert torch.allclose(branch.residuals(pixels)[..., 2:-2, 2:-2], shifted[..., 2:-2, 2:-2], atol=1e-2)
+        assert tuple(branch(pixels).shape) == (1, 8, 16, 16)
+
+
+def test_encoder_with_the_residual_branch_needs_the_pixels():
+    torch.manual_seed(0)
+    encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, residual=8).eval()
+    pixels = torch.rand(2, 3, 64, 64)
+    tokens, logit = encoder(pixels)
+    tokens2, logit2 = encoder.forward_maps(forensic_maps(pixels), pixels)
+    assert torch.equal(tokens, tokens2) and torch.equal(logit, logit2)
+    with pytest.raises(ValueError, match="residual branch needs pixel_values"):
+        encoder.forward_maps(forensic_maps(pixels))
+
+
+def test_localisation_head_gives_a_logit_per_block():
+    encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, localize=True)
+    encoder(torch.rand(2, 3, 64, 64))
+    assert tuple(encoder.mask_logits.shape) == (2, 8, 8)
+    assert ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64).mask_head is None
+
+
 def test_config_rejects_a_stream_that_cannot_run():
     towers = {"clip_config": {"hidden_size": 32, "patch_size": 10, "num_hidden_layers": 1, "num_attention_heads": 2,
                               "intermediate_size": 64},
@@ -98,11 +138,17 @@ def test_config_rejects_a_stream_that_cannot_run():
     with pytest.raises(ValueError, match="multiple of 4"):
         ForenXConfig(image_size=80, forensic_width=6, **towers)
     assert ForenXConfig(image_size=80, forensic_width=16, **towers).forensic_width == 16
+    with pytest.raises(ValueError, match="forensic_residual=6"):
+        ForenXConfig(image_size=80, forensic_width=16, forensic_residual=6, **towers)
+    with pytest.raises(ValueError, match="needs the forensic stream"):
+        ForenXConfig(image_size=80, forensic_residual=8, **towers)
 
 
-def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path):
-    model, processor = tiny_model(seed=0, forensic_width=8)
+@pytest.mark.parametrize("residual", [0, 8])
+def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual):
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual)
     assert model.model.fusion.forensic is not None
+    assert (model.model.fusion.forensic.residual is not None) == bool(residual)
     inputs = processor.verdict_inputs(images)
     out = model(**inputs)
     out.logits[:, -1].logsumexp(-1).sum().backward()
@@ -111,7 +157,7 @@ def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
-    assert loaded.config.forensic_width == 8
+    assert loaded.config.forensic_width == 8 and loaded.config.forensic_residual == residual
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
     assert model._take_forensic_logit() is None  # each forward reads and clears it
