@@ -388,10 +388,16 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any] | None:
     from forenx.training.distributed import close_process_group
 
     try:
-        return _run(config)
-    finally:
-        # No barrier here: on an error the processes may not all get here (they all did meet in _run).
+        metrics = _run(config)
+    except BaseException:
+        # No barrier on an error: the processes may not all get here.
         close_process_group(wait=False)
+        raise
+    # Every process got here (the last meeting in _run is collective): meet once more, then end the
+    # group together. Ending it without this barrier, one 2-process run in a network namespace lost a
+    # process to SIGABRT ("terminate called without an active exception") after all its work was done.
+    close_process_group(wait=True)
+    return metrics
 
 
 def _run(config: EvalConfig) -> dict[str, Any] | None:
