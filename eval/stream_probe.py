@@ -10,7 +10,7 @@ It trains the model's own ``ForensicEncoder`` (verdict head and, with ``--name-w
 anomaly-name head over the ForgerySynth families) with the SFT recipe's stream losses: BCE against the
 label, :func:`~forenx.modeling.heads.pair_ranking_loss` on each forgery and its untouched original
 (``--paired`` data, batches from the SFT's :class:`~forenx.training.sft.PairedRandomSampler`), and
-cross-entropy on the family. The maps (:func:`~forenx.modeling.forensic.forensic_maps`, no weights) are
+cross-entropy on the family. The maps (:func:`~forenx.modeling.forensic.stream_maps`, no weights) are
 computed once. Every ``--eval-every`` steps it scores the eval splits; the step with the best AUC on
 ``--select`` (val) is reported, like ``load_best_model_at_end``. For every seed and split: AUC, each
 family's AUC against all the split's reals, each photo's AUC; then the mean and spread over seeds.
@@ -38,14 +38,15 @@ from forenx.data.collate import pair_key
 from forenx.data.io import read_records, resolve_in_root
 from forenx.data.synth.manipulations import FAMILY_NAMES
 from forenx.images import load_image
-from forenx.modeling.forensic import BLOCK, ForensicEncoder, forensic_maps
+from forenx.modeling.forensic import BLOCK, ForensicEncoder, stream_maps
 from forenx.modeling.heads import pair_ranking_loss
 
 FAMILIES = list(FAMILY_NAMES)
 
 
-def load_split(data: Path, split: str, chunk: int = 50) -> dict[str, Any]:
-    """The records of ``split`` in ``data/records.jsonl``: maps, labels, family index (-1: real), photo, pair key."""
+def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False) -> dict[str, Any]:
+    """The records of ``split`` in ``data/records.jsonl``: maps (with the JPEG maps when ``jpeg``), labels, family
+    index (-1: real), photo, pair key."""
     records = [r for r in read_records(data / "records.jsonl") if r.split == split]
     if not records:
         raise SystemExit(f"stream_probe: {data / 'records.jsonl'} has no records in split {split!r}")
@@ -54,7 +55,7 @@ def load_split(data: Path, split: str, chunk: int = 50) -> dict[str, Any]:
         pixels = np.stack([np.asarray(load_image(resolve_in_root(data, r.image)), dtype=np.uint8)
                            for r in records[start:start + chunk]])
         with torch.no_grad():
-            maps.append(forensic_maps(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255))
+            maps.append(stream_maps(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255, jpeg))
         images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         for r in records[start:start + chunk]:
             side = pixels.shape[1]
@@ -106,7 +107,7 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
     torch.manual_seed(seed)
     encoder = ForensicEncoder(args.width, out_dim=8, grid=max(1, train["size"] // 32), image_size=train["size"],
                               groups=len(FAMILIES) if args.name_weight > 0 else 0, localize=args.mask_weight > 0,
-                              residual=args.residual)
+                              residual=args.residual, jpeg=args.jpeg)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     sampler = PairedRandomSampler(train["keys"], args.batch, seed)
@@ -177,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                              "record's mask covers (0: no localisation head)")
     parser.add_argument("--residual", type=int, default=0,
                         help="width of the learned full-resolution residual branch (0: none)")
+    parser.add_argument("--jpeg", action="store_true", help="the stream also reads the JPEG quantization maps "
+                        "(forensic_jpeg)")
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--eval-splits", nargs="+", default=["val", "test"])
     parser.add_argument("--select", default="val", help="split whose AUC picks the reported step")
@@ -188,8 +191,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    train = load_split(args.data, "train")
-    evals = {name: load_split(args.eval_data or args.data, name) for name in args.eval_splits}
+    train = load_split(args.data, "train", jpeg=args.jpeg)
+    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg) for name in args.eval_splits}
     print(f"maps of {len(train['fake']) + sum(len(s['fake']) for s in evals.values())} images: "
           f"{time.time() - start:.0f} s", flush=True)
     runs = [train_one(train, evals, args, seed) for seed in args.seeds]

@@ -132,3 +132,12 @@ def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     metrics = detection_metrics([r.label for r in records], ["fake" if v > 0.5 else "real" for v in p], prob_fake=p)
     print(len(records), metrics["accuracy"], metrics["auc"])
     assert metrics["accuracy"] >= 0.70 and metrics["auc"] >= 0.80, metrics
+
+
+def test_card_names_the_streams_optional_inputs():
+    from forenx.training.nano import _stream_extras
+
+    assert _stream_extras({"tiny_overrides": {"forensic_width": 64}}) == ""
+    assert _stream_extras({"tiny_overrides": {"forensic_jpeg": True}}) == " with the JPEG quantization maps"
+    both = _stream_extras({"tiny_overrides": {"forensic_residual": 16, "forensic_jpeg": True}})
+    assert both == " with a learned residual branch of width 16 and the JPEG quantization maps"

@@ -15,6 +15,10 @@ hands the model what the forensics literature measures, as maps on the 8 x 8 blo
   local gradient energy on that phase, against the local mean (an 8 x 8 grid that does not line
   up with the image's own grid shows as an off-phase peak).
 
+With ``jpeg=True`` two more maps test JPEG quantization directly (:func:`jpeg_grid_maps`): whether
+the luma DC coefficients of the 8 x 8 windows are multiples of one quantization step, on the image's
+own grid and on the best of the 63 shifted grids (a region recompressed on a shifted grid).
+
 :class:`ForensicEncoder` turns the maps into one token per image patch (at the fusion width)
 and a forensic logit (its own real / fake guess, pooled over the image); the logit is trained
 against the answer's verdict (``forensic_loss``) and written into every token along one learnt
@@ -30,12 +34,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "FORENSIC_CHANNELS", "ForensicEncoder", "ResidualBranch", "duplicate_maps", "forensic_maps"]
+__all__ = ["BLOCK", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "ForensicEncoder", "ResidualBranch", "duplicate_maps",
+           "forensic_maps", "jpeg_grid_maps", "stream_maps"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
 BLOCK = 8
 #: Channels of :func:`forensic_maps`.
 FORENSIC_CHANNELS = 2 + 9 + 16
+#: Channels of :func:`jpeg_grid_maps`.
+JPEG_CHANNELS = 2
+#: The DC quantization steps tested: those of the standard (IJG) luminance table at qualities 50-95.
+_DC_STEPS = tuple(float(step) for step in range(2, 17))
+_LUMA = (0.299, 0.587, 0.114)
+_FLAT_VAR = 1.0  # luma variance (grey levels^2) below which a window is flat
 _DUP_STD = (2.0, 0.5)
 _EPS = 0.5
 _LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -102,6 +113,13 @@ def _phase_maps(energy: torch.Tensor, dim: int) -> torch.Tensor:
     return (local / local.mean(1, keepdim=True)).log()
 
 
+def _check_pixels(pixel_values: torch.Tensor, where: str) -> None:
+    _, channels, height, width = pixel_values.shape
+    if channels != 3 or height % BLOCK or width % BLOCK:
+        raise ValueError(f"{where}: need (B, 3, H, W) with H and W multiples of {BLOCK}, "
+                         f"got {tuple(pixel_values.shape)}")
+
+
 def forensic_maps(pixel_values: torch.Tensor) -> torch.Tensor:
     """The forensic feature maps of ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 27, H/8, W/8)``.
 
@@ -111,10 +129,7 @@ def forensic_maps(pixel_values: torch.Tensor) -> torch.Tensor:
     >>> tuple(maps.shape), bool(maps.isfinite().all())
     ((2, 27, 8, 6), True)
     """
-    _, channels, height, width = pixel_values.shape
-    if channels != 3 or height % BLOCK or width % BLOCK:
-        raise ValueError(f"forensic_maps: need (B, 3, H, W) with H and W multiples of {BLOCK}, "
-                         f"got {tuple(pixel_values.shape)}")
+    _check_pixels(pixel_values, "forensic_maps")
     pixels = (pixel_values.float() * 255).round()
     grey = pixels.mean(1, keepdim=True)
     laplace = _LAPLACE.to(pixels.device).view(1, 1, 3, 3)
@@ -135,6 +150,60 @@ def forensic_maps(pixel_values: torch.Tensor) -> torch.Tensor:
         (pool(grey) + 1).log(), pool(chroma) / 32, (pool(chroma.abs()).sum(1, keepdim=True) + 1).log(),
     ], 1)
     return torch.cat([duplicate_maps(pixels), _relative(local), _phase_maps(dx, 3), _phase_maps(dy, 2)], 1)
+
+
+def _box_mean(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Mean of ``x`` ``(..., h, w)`` over ``side`` x ``side`` windows, cut at the borders (two banded matmuls)."""
+
+    def band(n: int) -> torch.Tensor:
+        index = torch.arange(n, device=x.device)
+        near = ((index[:, None] - index[None, :]).abs() <= side // 2).to(x.dtype)
+        return near / near.sum(1, keepdim=True)
+
+    return band(x.shape[-2]) @ x @ band(x.shape[-1]).T
+
+
+def jpeg_grid_maps(pixel_values: torch.Tensor, pool: int = 7) -> torch.Tensor:
+    """JPEG quantization on the 8 x 8 grids of ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 2, H/8, W/8)``.
+
+    A JPEG stores each 8 x 8 block's DCT coefficients as multiples of a quantization step; after
+    decoding, the DC coefficient of every block on that grid (8 x its mean luma, less 1024) stays
+    within rounding of a multiple of the step, while the windows on any other grid phase do not.
+    For every window (every one of the 64 grid phases) and every DC step of the standard tables at
+    qualities 50-95 (2-16), the squared distance of DC / step to the nearest integer is averaged
+    over the ``pool`` x ``pool`` neighbouring blocks at the same phase (unquantized: about 1/12;
+    quantized: near 0). Channel 0: the smallest mean over the steps and the 63 shifted phases (a
+    region recompressed on a grid that does not line up with the image's: double JPEG, a pasted
+    JPEG); channel 1: the smallest over the steps on the image's own grid (a JPEG save). Both as logs
+    relative to the image's median, so a JPEG-saved photo is not "quantized everywhere".
+
+    >>> maps = jpeg_grid_maps(torch.rand(2, 3, 64, 48))
+    >>> tuple(maps.shape), bool(maps.isfinite().all())
+    ((2, 2, 8, 6), True)
+    """
+    _check_pixels(pixel_values, "jpeg_grid_maps")
+    pixels = pixel_values.float() * 255
+    luma = (pixels * pixels.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True) - 128
+    mean = F.avg_pool2d(luma, BLOCK, 1)
+    flat = F.avg_pool2d(luma.square(), BLOCK, 1) - mean.square() < _FLAT_VAR
+    grid = (0, BLOCK - 1, 0, BLOCK - 1)
+    # (B, 64 phases, H/8, W/8): the DC of the window at phase (py, px) of every block.
+    dc = F.pixel_unshuffle(F.pad(mean * BLOCK, grid, mode="replicate"), BLOCK)
+    flat = F.pixel_unshuffle(F.pad(flat.float(), grid, value=1.0), BLOCK).bool()
+    ratio = dc.unsqueeze(1) / pixels.new_tensor(_DC_STEPS).view(1, -1, 1, 1, 1)
+    # A flat window (saturated sky) has the same DC on every phase, often a multiple of 8: it says nothing.
+    residual = (ratio - ratio.round()).square_().masked_fill_(flat.unsqueeze(1), 1 / 12)
+    residual = _box_mean(residual, pool)  # (B, steps, 64, H/8, W/8)
+    shifted = residual[:, :, 1:].amin((1, 2))
+    aligned = residual[:, :, 0].amin(1)
+    maps = torch.stack([shifted, aligned], 1).clamp_min(1e-4).log()
+    return maps - maps.flatten(2).median(2).values[..., None, None]
+
+
+def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False) -> torch.Tensor:
+    """The maps the forensic stream reads: :func:`forensic_maps`, then :func:`jpeg_grid_maps` with ``jpeg``."""
+    maps = forensic_maps(pixel_values)
+    return torch.cat([maps, jpeg_grid_maps(pixel_values)], 1) if jpeg else maps
 
 
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -175,7 +244,7 @@ class ForensicEncoder(nn.Module):
     patch grid, plus the logit times a learnt direction. With ``groups``, a second linear head gives
     logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
     With ``residual``, a :class:`ResidualBranch` of that width learns its own traces from the pixels and
-    its maps join the fixed ones. With ``localize``, a 1 x 1 convolution on the block-resolution
+    its maps join the fixed ones. With ``jpeg``, the stream also reads :func:`jpeg_grid_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
     features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
     by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
@@ -186,16 +255,17 @@ class ForensicEncoder(nn.Module):
     """
 
     def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
-                 localize: bool = False, residual: int = 0):
+                 localize: bool = False, residual: int = 0, jpeg: bool = False):
         super().__init__()
         self.grid = grid
+        self.jpeg = jpeg
         side, strides = image_size // BLOCK, []
         for _ in range(2):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
         self.residual = ResidualBranch(residual) if residual else None
-        self.stem = nn.Sequential(_conv_block(FORENSIC_CHANNELS + residual, width, 1), _conv_block(width, width, 1),
-                                  _conv_block(width, width, 1))
+        maps = FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + residual
+        self.stem = nn.Sequential(_conv_block(maps, width, 1), _conv_block(width, width, 1), _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
         self.head = nn.Linear(4 * width, 1)
@@ -209,12 +279,12 @@ class ForensicEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            maps = forensic_maps(pixel_values)
+            maps = stream_maps(pixel_values, self.jpeg)
         return self.forward_maps(maps, pixel_values)
 
     def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward` from maps :func:`forensic_maps` already computed (they have no weights: a
+        """:meth:`forward` from maps :func:`stream_maps` already computed (they have no weights: a
         probe that trains the stream alone computes them once, ``eval/stream_probe.py``)."""
         maps = maps.to(self.proj.weight.dtype)
         if self.residual is not None:

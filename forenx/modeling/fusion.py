@@ -59,7 +59,8 @@ class ForgeryAwareFusion(nn.Module):
     def __init__(self, clip_dim: int, dino_dim: int, fusion_dim: int, num_heads: int, dino_heads: int,
                  mlp_ratio: float = 4.0, attention_bias: bool = True, bias_hidden: int = 16,
                  layer_norm_eps: float = 1e-5, forensic_width: int | None = None, grid: int | None = None,
-                 image_size: int | None = None, name_groups: int = 0, forensic_residual: int = 0):
+                 image_size: int | None = None, name_groups: int = 0, forensic_residual: int = 0,
+                 forensic_jpeg: bool = False):
         super().__init__()
         assert fusion_dim % num_heads == 0, "fusion_dim must be divisible by num_heads"
         self.num_heads = num_heads
@@ -78,7 +79,7 @@ class ForgeryAwareFusion(nn.Module):
             raise ValueError("ForgeryAwareFusion: the forensic stream needs the patch grid and image size "
                              "(grid=..., image_size=...)")
         self.forensic = (ForensicEncoder(forensic_width, clip_dim, grid, image_size, groups=name_groups,
-                                         residual=forensic_residual)
+                                         residual=forensic_residual, jpeg=forensic_jpeg)
                          if forensic_width else None)
         self.forensic_logit: torch.Tensor | None = None
 

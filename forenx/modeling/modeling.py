@@ -85,6 +85,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             image_size=config.image_size,
             name_groups=len(config.forensic_name_ids or ()),
             forensic_residual=config.forensic_residual,
+            forensic_jpeg=config.forensic_jpeg,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)

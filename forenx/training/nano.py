@@ -405,7 +405,7 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "
          f"{sft_config['mapper_loss_weight']}, forensic stream of width "
-         f"{sft_config['tiny_overrides'].get('forensic_width')}{_residual(sft_config)} whose logit joins the verdict slot"
+         f"{sft_config['tiny_overrides'].get('forensic_width')}{_stream_extras(sft_config)} whose logit joins the verdict slot"
          f"{_name_head(sft_config)}, pair ranking "
          f"weight {sft_config.get('forensic_pair_weight', 0.0)}){selected};"),
         *([_grpo_step()] if grpo else []),
@@ -421,10 +421,13 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
     ])
 
 
-def _residual(sft_config: Mapping[str, Any]) -> str:
-    """The card's words for the stream's learned residual branch ("" without one)."""
-    width = sft_config["tiny_overrides"].get("forensic_residual")
-    return f" with a learned residual branch of width {width}" if width else ""
+def _stream_extras(sft_config: Mapping[str, Any]) -> str:
+    """The card's words for the stream's optional inputs: the learned residual branch, the JPEG maps ("" without)."""
+    overrides = sft_config["tiny_overrides"]
+    extras = ([f"a learned residual branch of width {overrides['forensic_residual']}"]
+              if overrides.get("forensic_residual") else [])
+    extras += ["the JPEG quantization maps"] if overrides.get("forensic_jpeg") else []
+    return " with " + " and ".join(extras) if extras else ""
 
 
 def _name_head(sft_config: Mapping[str, Any]) -> str:

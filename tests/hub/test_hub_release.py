@@ -229,3 +229,14 @@ def test_release_of_a_real_sft_run(tmp_path, images):
         with torch.no_grad():
             expected, got = trained(**inputs).logits, released(**inputs).logits
         assert torch.allclose(got, expected, atol=1e-5, rtol=0), (got - expected).abs().max()
+
+
+def test_card_describes_the_forensic_streams_inputs():
+    """The card's architecture names the stream's optional inputs only when the model has them."""
+    from forenx.hub.release import _architecture
+    from forenx.modeling import tiny_model
+
+    plain = _architecture(tiny_model(seed=0, forensic_width=8)[0].config)
+    assert "Forensic stream" in plain and "residual branch" not in plain and "JPEG quantization" not in plain
+    full = _architecture(tiny_model(seed=0, forensic_width=8, forensic_residual=8, forensic_jpeg=True)[0].config)
+    assert "residual branch of width 8" in full and "2 JPEG quantization maps" in full

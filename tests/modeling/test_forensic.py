@@ -9,15 +9,18 @@ import torch
 from scipy import ndimage
 from transformers import AutoModelForImageTextToText
 
-from forenx.data.synth.manipulations import jpeg_roundtrip
+from forenx.data.synth.manipulations import jpeg_roundtrip, manipulation
 from forenx.data.synth.photos import default_photos, load_photos
 from forenx.modeling import ForenXConfig, build_model, tiny_model
 from forenx.modeling.forensic import (
     FORENSIC_CHANNELS,
+    JPEG_CHANNELS,
     ForensicEncoder,
     ResidualBranch,
     duplicate_maps,
     forensic_maps,
+    jpeg_grid_maps,
+    stream_maps,
 )
 from forenx.modeling.heads import prefix_ends
 
@@ -95,6 +98,61 @@ def test_forward_maps_is_forward_from_precomputed_maps():
     assert torch.equal(tokens, tokens2) and torch.equal(logit, logit2) and torch.equal(groups, encoder.group_logits)
 
 
+@pytest.fixture(scope="module")
+def big_photo() -> np.ndarray:
+    """A 256 px crop of a shipped photograph (room for a region of several blocks)."""
+    arrays, _ = load_photos([p for p in default_photos() if p.name == "chelsea"], 256)
+    return np.ascontiguousarray(arrays["chelsea"][:256, :256])
+
+
+def _inside_outside(maps: torch.Tensor, box: list[int]) -> tuple[float, float]:
+    """Mean of a (H/8, W/8) map on the blocks well inside ``box`` (x0, y0, x1, y1 in pixels) and far outside it."""
+    x0, y0, x1, y1 = (v // 8 for v in box)
+    inside = torch.zeros_like(maps, dtype=torch.bool)
+    inside[y0 + 2:y1 - 2, x0 + 2:x1 - 2] = True
+    near = torch.zeros_like(inside)
+    near[max(0, y0 - 4):y1 + 4, max(0, x0 - 4):x1 + 4] = True
+    return float(maps[inside].mean()), float(maps[~near].mean())
+
+
+@pytest.mark.parametrize(("seed", "drop"), [(0, 1.5), (3, 0.6)])  # second quality 51 and 82
+def test_jpeg_grid_maps_find_a_region_recompressed_on_a_shifted_grid(big_photo, seed, drop):
+    """ForgerySynth's double JPEG (a region compressed on the image's grid, then on one shifted by
+    (dx, dy)): the shifted-grid channel drops inside the region, not around it (less at a higher
+    second quality, whose DC step is smaller)."""
+    forged = manipulation("double_jpeg")(big_photo, np.random.default_rng(seed))
+    box = forged.params["region_box"]
+    maps = jpeg_grid_maps(_pixels(forged.forged))[0]
+    inside, outside = _inside_outside(maps[0], box)
+    assert inside < outside - drop, (forged.params, inside, outside)
+    clean = jpeg_grid_maps(_pixels(big_photo))[0, 0]
+    assert _inside_outside(clean, box)[0] > inside + drop  # the same blocks of the untouched photo
+
+
+def test_jpeg_grid_maps_find_a_region_saved_as_jpeg_on_the_image_grid(big_photo):
+    """A region pasted from a JPEG save of the photo on its own grid lowers the aligned channel only there."""
+    box = [64, 96, 192, 192]
+    forged = big_photo.copy()
+    forged[96:192, 64:192] = jpeg_roundtrip(big_photo, 70)[96:192, 64:192]
+    maps = jpeg_grid_maps(_pixels(forged))[0]
+    inside, outside = _inside_outside(maps[1], box)
+    assert inside < outside - 1.0, (inside, outside)
+
+
+def test_jpeg_grid_maps_say_nothing_on_flat_or_noise_images():
+    """Flat windows (saturated sky: the same DC on every phase, a multiple of 8) are not taken for
+    quantized, and unquantized noise gives no region; shapes and the maps the stream reads."""
+    flat = jpeg_grid_maps(torch.ones(1, 3, 64, 64))
+    assert flat.abs().max() < 1e-6
+    noise = jpeg_grid_maps(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+    assert tuple(noise.shape) == (2, JPEG_CHANNELS, 8, 8) and noise.abs().max() < 1.0
+    pixels = torch.rand(1, 3, 64, 64)
+    assert stream_maps(pixels).shape[1] == FORENSIC_CHANNELS
+    assert torch.equal(stream_maps(pixels, jpeg=True)[:, FORENSIC_CHANNELS:], jpeg_grid_maps(pixels))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        jpeg_grid_maps(torch.rand(1, 3, 60, 64))
+
+
 def test_residual_filters_see_residuals_not_brightness(photo):
     """The learned branch's first filters are zero-sum whatever their weights: a flat image gives no
     residual, and brightening the photo by a constant leaves the residuals away from the border as
@@ -142,13 +200,17 @@ def test_config_rejects_a_stream_that_cannot_run():
         ForenXConfig(image_size=80, forensic_width=16, forensic_residual=6, **towers)
     with pytest.raises(ValueError, match="needs the forensic stream"):
         ForenXConfig(image_size=80, forensic_residual=8, **towers)
+    with pytest.raises(ValueError, match="forensic_jpeg=True"):
+        ForenXConfig(image_size=80, forensic_jpeg=True, **towers)
 
 
-@pytest.mark.parametrize("residual", [0, 8])
-def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual):
-    model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual)
+@pytest.mark.parametrize(("residual", "jpeg"), [(0, False), (8, False), (0, True)])
+def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg):
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg)
     assert model.model.fusion.forensic is not None
     assert (model.model.fusion.forensic.residual is not None) == bool(residual)
+    assert model.model.fusion.forensic.jpeg == jpeg
+    assert model.model.fusion.forensic.stem[0][0].in_channels == FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + residual
     inputs = processor.verdict_inputs(images)
     out = model(**inputs)
     out.logits[:, -1].logsumexp(-1).sum().backward()
@@ -158,6 +220,7 @@ def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, r
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
     assert loaded.config.forensic_width == 8 and loaded.config.forensic_residual == residual
+    assert loaded.config.forensic_jpeg == jpeg
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
     assert model._take_forensic_logit() is None  # each forward reads and clears it
