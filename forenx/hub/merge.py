@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from forenx.hub.errors import ReleaseError
+from forenx.training.run_config import RUN_CONFIG_NAME
 
 __all__ = [
     "RUN_CONFIG_NAME",
@@ -37,8 +38,6 @@ __all__ = [
     "scrub_secrets",
 ]
 
-#: The resolved training configuration saved with every checkpoint.
-RUN_CONFIG_NAME = "forenx_run.yaml"
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_key|apikey)$", re.IGNORECASE)
 

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainerCallback
 
+from forenx.training.run_config import RUN_CONFIG_NAME, write_run_config
+
 __all__ = ["RUN_CONFIG_NAME", "RunConfigCallback", "write_run_config"]
-
-#: File name of the resolved run configuration inside every checkpoint and output folder.
-RUN_CONFIG_NAME = "forenx_run.yaml"
-
-
-def write_run_config(folder: str | os.PathLike, run_config: dict[str, Any]) -> Path:
-    """Write ``run_config`` as ``folder/forenx_run.yaml`` (atomically) and return its path."""
-    path = Path(folder) / RUN_CONFIG_NAME
-    partial = path.with_suffix(".yaml.partial")
-    partial.write_text(yaml.safe_dump(run_config, sort_keys=False), encoding="utf-8")
-    os.replace(partial, path)
-    return path
 
 
 class RunConfigCallback(TrainerCallback):

@@ -22,16 +22,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
-import yaml
 
 from forenx.modeling.builder import build_model, lm_4bit_config, tiny_model
 from forenx.modeling.modeling import ForenXForConditionalGeneration
 from forenx.modeling.processing import ForenXProcessor
-from forenx.training.callbacks import RUN_CONFIG_NAME
-from forenx.training.config import ModelArguments
+from forenx.training.run_config import RUN_CONFIG_NAME, read_run_config
+
+if TYPE_CHECKING:  # the settings module imports transformers' Trainer stack (peft, bitsandbytes)
+    from forenx.training.config import ModelArguments
 
 __all__ = ["FullWeightsReload", "build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config"]
 
@@ -79,12 +80,6 @@ def _dtype(name: str | torch.dtype) -> torch.dtype:
 def is_adapter_checkpoint(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a peft adapter (LoRA run) rather than full weights."""
     return (Path(path) / ADAPTER_CONFIG).is_file()
-
-
-def read_run_config(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``forenx_run.yaml`` of a checkpoint folder, or None when it has none."""
-    file = Path(path) / RUN_CONFIG_NAME
-    return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
 
 
 @contextlib.contextmanager
@@ -175,6 +170,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     processor = ForenXProcessor.from_pretrained(path)
     if is_adapter_checkpoint(path):
         from peft import PeftModel
+
+        from forenx.training.config import ModelArguments
 
         if run is not None:
             model_args = ModelArguments(**{**run["model"], "load_in_4bit": False, "torch_dtype": str(dtype)[6:]})

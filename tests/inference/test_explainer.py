@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -152,6 +155,27 @@ def test_from_pretrained_loads_a_saved_model_and_explains(model_and_processor, t
     assert [r.raw_text for r in loaded(pictures)] == [r.raw_text for r in original(pictures)]
     with pytest.raises(FileNotFoundError, match="no config.json"):
         Explainer.from_pretrained(tmp_path, device="cpu")
+
+
+def test_explaining_with_a_saved_model_leaves_the_training_stack_unimported(model_and_processor, tmp_path):
+    # transformers' Trainer utilities import peft, and peft imports bitsandbytes, which on CPUs with
+    # AVX512-BF16 tries to fetch a kernel from the Hub and logs a failure on every offline start of
+    # `forenx explain`. Explaining with a full-weights model needs none of them.
+    model, processor = model_and_processor
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.zeros((48, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    script = (
+        "import sys\n"
+        "from forenx.inference.explainer import Explainer\n"
+        f"explainer = Explainer.from_pretrained({str(tmp_path / 'model')!r}, max_new_tokens=4)\n"
+        f"assert len(explainer([{str(tmp_path / 'a.png')!r}])) == 1\n"
+        "print(sorted(m for m in ('peft', 'bitsandbytes', 'trl', 'transformers.trainer') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "kernels-community" not in done.stderr
 
 
 def test_missing_default_model_says_what_to_do(monkeypatch, tmp_path):
