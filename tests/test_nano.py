@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from forenx.inference.explainer import DEFAULT_MODEL_DIR, Explainer, default_model_path
 from forenx.schema import Verdict
@@ -119,19 +120,17 @@ def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     """A fresh ForgerySynth sample with the release's seed (so the same split by photo: its test
     photos, camera and flower, were never trained on) but n=1000, so other crops than the ones the
     card's table was measured on: the shipped model's verdicts are well above chance there too."""
-    from forenx.data.io import read_records
     from forenx.data.synth import synthesize
-    from forenx.metrics import detection_metrics
-    from forenx.training.nano import detection_eval
+    from forenx.training.nano import detection_report
 
     synthesize(tmp_path, n=1000, seed=0, size=256, workers=2)
-    records = [r for r in read_records(tmp_path / "records.jsonl") if r.split == "test"]
-    assert {r.meta["photo"] for r in records} == {"camera", "flower"}
-    probs = detection_eval(DEFAULT_MODEL_DIR, records, root=tmp_path)
-    p = [probs[r.id] for r in records]
-    metrics = detection_metrics([r.label for r in records], ["fake" if v > 0.5 else "real" for v in p], prob_fake=p)
-    print(len(records), metrics["accuracy"], metrics["auc"])
+    metrics, probs = detection_report(DEFAULT_MODEL_DIR, data=tmp_path)
+    print(metrics["n"], metrics["accuracy"], metrics["auc"], metrics["per_photo"])
     assert metrics["accuracy"] >= 0.70 and metrics["auc"] >= 0.80, metrics
+    # The figures within each test photo cover the split between them.
+    assert set(metrics["per_photo"]) == {"camera", "flower"}
+    assert sum(v["n"] for v in metrics["per_photo"].values()) == metrics["n"] == len(probs)
+    assert all(0.5 < v["auc"] <= 1.0 for v in metrics["per_photo"].values()), metrics["per_photo"]
 
 
 def test_card_names_the_streams_optional_inputs():
@@ -141,3 +140,42 @@ def test_card_names_the_streams_optional_inputs():
     assert _stream_extras({"tiny_overrides": {"forensic_jpeg": True}}) == " with the JPEG quantization maps"
     both = _stream_extras({"tiny_overrides": {"forensic_residual": 16, "forensic_jpeg": True}})
     assert both == " with a learned residual branch of width 16 and the JPEG quantization maps"
+
+
+def test_nano_table_shows_the_auc_within_each_photo():
+    from forenx.training.nano import nano_table
+
+    detection = {"n": 4, "accuracy": 0.75, "auc": 0.8, "ece": 0.1, "per_generator": {},
+                 "per_photo": {"camera": {"n": 2, "accuracy": 1.0, "auc": 1.0},
+                               "flower": {"n": 2, "accuracy": 0.5, "auc": 0.5}}}
+    table = nano_table({"detection": detection})
+    assert "| AUC within each photo (camera / flower) | 1.000 / 0.500 |" in table.splitlines()
+    assert table.splitlines().index("| AUC of P(fake) | 0.800 |") == 3
+    assert "within each photo" not in nano_table({"detection": {**detection, "per_photo": {}}})
+
+
+@pytest.mark.slow
+def test_seed_step_trains_calibrates_and_reports_the_test_detection(tmp_path, monkeypatch):
+    """``python -m forenx.training.nano seed N``, on a small ForgerySynth set and 4 training steps (the
+    recipe's own settings otherwise): a trained model, its val calibration and its test figures."""
+    from forenx.data.synth import synthesize
+    from forenx.training import nano
+
+    synthesize(tmp_path / "data", n=160, seed=0, size=256, workers=2, variations="train", variation_rate=0.5,
+               paired="train")
+    monkeypatch.setattr(nano, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(nano, "SEEDS_DIR", tmp_path / "runs")
+    with pytest.raises(SystemExit, match="usage"):
+        nano.main(["seed"])
+    nano.main(["seed", "3", "--train_file", str(tmp_path / "data" / "records.jsonl"), "--max_steps", "4",
+               "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+               "--per_device_train_batch_size", "4", "--logging_steps", "2"])
+    out = tmp_path / "runs" / "seed-3"
+    assert (out / "model.safetensors").is_file() and (out / "calibration.json").is_file()
+    run = yaml.safe_load((out / "forenx_run.yaml").read_text())
+    assert run["model"]["tiny_seed"] == 3 and run["training"]["seed"] == 3 and run["data"]["synth_seed"] == 0
+    report = json.loads((out / "detection.json").read_text())
+    assert report["seed"] == 3 and report["overrides"][:2] == ["--train_file", str(tmp_path / "data" / "records.jsonl")]
+    detection = report["detection"]
+    assert detection["n"] == len(report["prob_fake"]) > 0 and 0.0 <= detection["auc"] <= 1.0
+    assert set(detection["per_photo"]) == {"camera", "flower"}

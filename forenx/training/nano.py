@@ -20,6 +20,8 @@ Steps, each also runnable alone (``python -m forenx.training.nano STEP``):
 * ``release``  ``forenx release`` of the released (GRPO) output with the eval results into ``forenx/assets/nano``
   (weights, config, processor, model card), then the card gets the scope statement and the table.
 * ``examples`` a few held-out test images copied to ``examples/`` (see ``examples/README.md``).
+* ``seed N``   the SFT recipe again with trainer and weight seed N, val calibration and the test
+  detection figures (``runs/nano-seeds/seed-N/detection.json``): the spread of the shipped figures over seeds.
 * ``grpo``     ``recipes/grpo.py --config recipes/configs/nano_grpo.yaml`` from the SFT output (200 steps at
   learning rate 2e-5, ~10 min on 2 cores); with :data:`GRPO_RELEASED` (on) ``all`` runs it and calibrates,
   evaluates and releases its output. Alone, it also evaluates into ``runs/nano/eval-grpo``. History: on an
@@ -53,6 +55,8 @@ GRPO_DIR = RUN_DIR / "grpo"
 #: Whether ``all`` runs GRPO and releases its output (instead of the SFT output); see the module docstring.
 GRPO_RELEASED = True
 EVAL_DIR = RUN_DIR / "eval"
+#: Where the ``seed`` step trains (beside runs/nano, which `make nano` starts by deleting).
+SEEDS_DIR = ROOT / "runs" / "nano-seeds"
 ASSET_DIR = ROOT / "forenx" / "assets" / "nano"
 EXAMPLES_DIR = ROOT / "examples"
 REPO_ID = "forenx/forenx-nano"
@@ -173,25 +177,42 @@ def detection_eval(model: Path, records: Sequence[Any], batch_size: int = 16, ro
     return probs
 
 
+def detection_report(model: Path, split: str = "test", data: Path | None = None
+                     ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Detection figures of ``model`` on ``split`` of the ForgerySynth folder ``data`` (default: the nano
+    set) from P(fake) (one forward pass an image): accuracy,
+    AUC, ECE, per manipulation, and the AUC within each source photo (``per_photo``: a photo whose reals
+    all score high lowers the pooled AUC while its own stays high). Returns them and ``{id: p}``."""
+    from forenx.data.io import read_records
+    from forenx.metrics import detection_metrics
+
+    data = DATA_DIR if data is None else data
+    records = [r for r in read_records(data / "records.jsonl") if r.split == split]
+    probs = detection_eval(model, records, root=data)
+
+    def figures(rows: Sequence[Any]) -> dict[str, Any]:
+        return detection_metrics([r.label for r in rows], ["fake" if probs[r.id] > 0.5 else "real" for r in rows],
+                                 prob_fake=[probs[r.id] for r in rows],
+                                 generators=[r.generator if r.label == "fake" else "real" for r in rows])
+
+    detection = figures(records)
+    photos = sorted({str(r.meta.get("photo")) for r in records if r.meta.get("photo")})
+    detection["per_photo"] = {photo: {k: figures([r for r in records if r.meta.get("photo") == photo])[k]
+                                      for k in ("n", "accuracy", "auc")} for photo in photos}
+    return detection, probs
+
+
 def evaluate(model: Path, out: Path) -> dict[str, Any]:
     """The held-out test split: detection of all of it from P(fake) (a forward pass each), and the
     generated answers of its first :data:`TEXT_LIMIT` records with ``eval/run_eval.py`` (parse rate,
     verdict of the text, SemAP / SemF1). Writes ``out/metrics.json`` and ``out/nano_table.md``."""
-    from forenx.data.io import read_records
-    from forenx.metrics import detection_metrics
-
     synth()
     if out.exists():  # a new evaluation, not a resume of an older model's
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    records = [r for r in read_records(DATA_DIR / "records.jsonl") if r.split == "test"]
     start = time.time()
-    probs = detection_eval(model, records)
+    detection, probs = detection_report(model)
     detection_s = time.time() - start
-    labels = [r.label for r in records]
-    detection = detection_metrics(labels, ["fake" if probs[r.id] > 0.5 else "real" for r in records],
-                                  prob_fake=[probs[r.id] for r in records],
-                                  generators=[r.generator if r.label == "fake" else "real" for r in records])
     text_dir = out / "generation"
     generation_s = _run([sys.executable, "eval/run_eval.py", "--model", model, "--data_file",
                          DATA_DIR / "records.jsonl", "--output_dir", text_dir, "--limit", str(TEXT_LIMIT), *EVAL_ARGS])
@@ -218,6 +239,35 @@ def evaluate(model: Path, out: Path) -> dict[str, Any]:
     _log(f"eval: detection {detection_s / 60:.1f} min, generation {generation_s / 60:.1f} min; "
          f"{out / 'nano_table.md'}:\n{table}")
     return metrics
+
+
+def seed_dir(seed: int) -> Path:
+    """Output folder of :func:`seed_run` for ``seed``."""
+    return SEEDS_DIR / f"seed-{seed}"
+
+
+def seed_run(args: Sequence[str]) -> dict[str, Any]:
+    """``seed N [recipe overrides]``: the SFT recipe again with trainer and initial-weight seed N (the
+    data stay seed 0), calibrated on val, and its test detection figures in ``runs/nano-seeds/seed-N/
+    detection.json``: how far the shipped figures move from one training seed to the next. GRPO is
+    left out (on the shipped recipe it did not move detection) and so is the text evaluation."""
+    if not args or not args[0].isdigit():
+        raise SystemExit("usage: python -m forenx.training.nano seed N [--option value ...]  (N: an integer seed)")
+    seed, overrides = int(args[0]), list(args[1:])
+    out = seed_dir(seed)
+    synth()
+    if not (out / "model.safetensors").is_file():
+        seconds = _run([sys.executable, "recipes/sft.py", "--config", SFT_CONFIG, "--seed", seed, "--tiny_seed", seed,
+                        "--output_dir", out, *overrides])
+        _log(f"seed {seed}: SFT {seconds / 60:.1f} min")
+    calibrate(out)
+    detection, probs = detection_report(out)
+    (out / "detection.json").write_text(json.dumps({"seed": seed, "overrides": overrides, "detection": detection,
+                                                    "prob_fake": probs}, indent=1) + "\n", encoding="utf-8")
+    photos = ", ".join(f"{k} {_f(v['auc'])}" for k, v in detection["per_photo"].items())
+    _log(f"seed {seed}: test accuracy {_f(detection['accuracy'])}, AUC {_f(detection['auc'])} ({photos}), "
+         f"ECE {_f(detection['ece'])} -> {out / 'detection.json'}")
+    return detection
 
 
 def name_family_accuracy(predictions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -355,6 +405,10 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
             ("SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemF1"))]
     lines = ["| Held-out test split (photos never trained on) | value |", "|---|---|"]
     lines += [f"| {name} | {_f(value)} |" for name, value in rows]
+    if detection.get("per_photo"):  # absent from the metrics of releases made before it was measured
+        photos = detection["per_photo"]
+        lines.insert(5, f"| AUC within each photo ({' / '.join(photos)}) | "
+                        f"{' / '.join(_f(v.get('auc')) for v in photos.values())} |")
     lines += ["", "| Manipulation | n | accuracy |", "|---|---|---|"]
     for group, values in detection.get("per_generator", {}).items():
         lines.append(f"| {group} | {values.get('n')} | {_f(values.get('accuracy'))} |")
@@ -495,9 +549,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         examples()
     if step == "eval-shipped":
         evaluate(ASSET_DIR, RUN_DIR / "eval-shipped")
-    if step not in ("synth", "sft", "grpo", "calibrate", "eval", "release", "examples", "all", "eval-shipped"):
-        raise SystemExit(f"unknown step {step!r}: use synth, sft, grpo, calibrate, eval, release, examples, all "
-                         "or eval-shipped")
+    if step == "seed":
+        seed_run(argv[1:])
+    if step not in ("synth", "sft", "grpo", "calibrate", "eval", "release", "examples", "all", "eval-shipped", "seed"):
+        raise SystemExit(f"unknown step {step!r}: use synth, sft, grpo, calibrate, eval, release, examples, all, "
+                         "eval-shipped or seed")
     _log(f"{step}: done in {(time.time() - start) / 60:.1f} min")
 
 
