@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from forenx.hub.errors import ReleaseError
-from forenx.training.run_config import RUN_CONFIG_NAME
+from forenx.training.run_config import RUN_CONFIG_NAME, RunConfigError, read_run_config
 
 __all__ = [
     "RUN_CONFIG_NAME",
@@ -83,20 +83,16 @@ def scrub_secrets(value: Any) -> Any:
 
 def inspect_checkpoint(path: str | Path) -> Checkpoint:
     """Classify ``path`` as a full model or an adapter checkpoint; clear errors for anything else."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise ReleaseError(f"checkpoint {path} does not exist. Give the folder a training run saved "
                            "(e.g. outputs/sft/checkpoint-500 or its final output folder).")
     if not path.is_dir():
         raise ReleaseError(f"checkpoint {path} is a file; give the checkpoint folder that holds it.")
-    run_config = None
-    if (path / RUN_CONFIG_NAME).is_file():
-        try:
-            run_config = yaml.safe_load((path / RUN_CONFIG_NAME).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ReleaseError(f"{path / RUN_CONFIG_NAME}: not valid YAML ({error}).") from None
+    try:
+        run_config = read_run_config(path)
+    except RunConfigError as error:
+        raise ReleaseError(str(error)) from None
     if (path / "adapter_config.json").is_file():
         if not any((path / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
             raise ReleaseError(f"{path} has adapter_config.json but no adapter_model.safetensors: the adapter "

@@ -12,10 +12,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RUN_CONFIG_NAME", "read_run_config", "write_run_config"]
+__all__ = ["RUN_CONFIG_NAME", "RunConfigError", "read_run_config", "write_run_config"]
 
 #: File name of the resolved run configuration inside every checkpoint and output folder.
 RUN_CONFIG_NAME = "forenx_run.yaml"
+
+
+class RunConfigError(ValueError):
+    """A ``forenx_run.yaml`` that is not valid YAML or not a mapping."""
 
 
 def write_run_config(folder: str | os.PathLike, run_config: dict[str, Any]) -> Path:
@@ -28,6 +32,20 @@ def write_run_config(folder: str | os.PathLike, run_config: dict[str, Any]) -> P
 
 
 def read_run_config(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``forenx_run.yaml`` of a checkpoint folder, or None when it has none."""
+    """The ``forenx_run.yaml`` of a checkpoint folder, or None when it has none.
+
+    An empty file reads as ``{}``; a file that is not YAML, or holds something other than a
+    mapping, raises :class:`RunConfigError` naming it.
+    """
     file = Path(path) / RUN_CONFIG_NAME
-    return yaml.safe_load(file.read_text(encoding="utf-8")) if file.is_file() else None
+    if not file.is_file():
+        return None
+    try:
+        run_config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise RunConfigError(f"{file}: not valid YAML ({error}).") from None
+    if run_config is None:
+        return {}
+    if not isinstance(run_config, dict):
+        raise RunConfigError(f"{file}: expected a mapping of run settings, got {type(run_config).__name__}.")
+    return run_config

@@ -196,3 +196,12 @@ def test_adapter_on_the_tiny_model(tmp_path, images):
     with torch.no_grad():
         got = AutoModelForImageTextToText.from_pretrained(result.folder)(**inputs).logits
     assert torch.allclose(got, expected, atol=1e-5, rtol=0), (got - expected).abs().max()
+
+
+@pytest.mark.parametrize("text", ["model: [unclosed\n", "- a list\n"])
+def test_broken_run_config_is_refused_by_name(full_checkpoint, tmp_path, text):
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(full_checkpoint, checkpoint)
+    (checkpoint / "forenx_run.yaml").write_text(text)
+    with pytest.raises(ReleaseError, match=r"ckpt.forenx_run\.yaml: (not valid YAML|expected a mapping)"):
+        inspect_checkpoint(checkpoint)
