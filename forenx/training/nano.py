@@ -394,21 +394,20 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
     detection = metrics.get("detection", {})
     generation = metrics.get("generation", {})
     full = (metrics.get("semantic") or {}).get("views", {}).get("Full", {})
+    photos = detection.get("per_photo") or {}  # absent from the metrics of releases made before it was measured
     rows = [(f"verdict accuracy, P(fake) > 0.5 ({detection.get('n')} images)", detection.get("accuracy")),
-            ("AUC of P(fake)", detection.get("auc")), ("ECE (15 bins)", detection.get("ece")),
-            (f"generated answers: unparseable (of {generation.get('n')})", generation.get("unparseable")),
-            ("generated answers: verdict accuracy", generation.get("text_verdict_accuracy")),
-            ("generated verdict = mapper verdict", generation.get("text_agrees_with_mapper")),
-            ("generated forgeries: first anomaly named after its family", generation.get("name_family_accuracy")),
-            ("generated answers: distinct anomaly names", generation.get("distinct_names")),
-            ("SemAP (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemAP")),
-            ("SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemF1"))]
+            ("AUC of P(fake)", detection.get("auc")), ("ECE (15 bins)", detection.get("ece"))]
+    rows += [(f"AUC within each photo ({' / '.join(photos)})", " / ".join(_f(v.get("auc")) for v in photos.values()))
+             ] if photos else []
+    rows += [(f"generated answers: unparseable (of {generation.get('n')})", generation.get("unparseable")),
+             ("generated answers: verdict accuracy", generation.get("text_verdict_accuracy")),
+             ("generated verdict = mapper verdict", generation.get("text_agrees_with_mapper")),
+             ("generated forgeries: first anomaly named after its family", generation.get("name_family_accuracy")),
+             ("generated answers: distinct anomaly names", generation.get("distinct_names")),
+             ("SemAP (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemAP")),
+             ("SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemF1"))]
     lines = ["| Held-out test split (photos never trained on) | value |", "|---|---|"]
     lines += [f"| {name} | {_f(value)} |" for name, value in rows]
-    if detection.get("per_photo"):  # absent from the metrics of releases made before it was measured
-        photos = detection["per_photo"]
-        lines.insert(5, f"| AUC within each photo ({' / '.join(photos)}) | "
-                        f"{' / '.join(_f(v.get('auc')) for v in photos.values())} |")
     lines += ["", "| Manipulation | n | accuracy |", "|---|---|---|"]
     for group, values in detection.get("per_generator", {}).items():
         lines.append(f"| {group} | {values.get('n')} | {_f(values.get('accuracy'))} |")
