@@ -106,6 +106,9 @@ class DataArguments:
         "(none, all, or split names such as train; see forenx.data.synth.capture).")})
     synth_variation_rate: float = field(default=1.0, metadata={"help": (
         "Share of the synth_variations splits' samples that are varied (the rest stay plain crops); in (0, 1].")})
+    synth_split_groups: str | None = field(default=None, metadata={"help": (
+        "Photo groups pinned to splits in the ForgerySynth set made by synth_n, e.g. "
+        "val=astronaut+coffee,test=camera+flower (forenx data synth --split-groups).")})
     synth_paired: str = field(default="none", metadata={"help": (
         "Splits of the ForgerySynth set made by synth_n whose real samples are the forgeries' untouched originals "
         "(none, all, or split names such as train); what forensic_pair_weight trains on.")})

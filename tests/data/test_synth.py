@@ -16,7 +16,17 @@ from forenx.data.synth import FAMILIES, manipulation, severity_from_strength, sy
 from forenx.data.synth.capture import capture_variation
 from forenx.data.synth.cli import synth_command
 from forenx.data.synth.manipulations import mask_box, where
-from forenx.data.synth.photos import default_photos, load_photos, parse_splits, split_groups
+from forenx.data.synth import photos as photos_module
+from forenx.data.synth.photos import (
+    Photo,
+    default_photo_catalogue,
+    default_photos,
+    load_photos,
+    parse_split_groups,
+    parse_splits,
+    split_groups,
+)
+from forenx.images import ImageLoadError
 from forenx.data.validate import validate_records
 
 
@@ -238,6 +248,87 @@ def test_split_groups_and_parse_splits():
         split_groups(["a"], {"train": 0.5, "test": 0.5}, seed=0)
 
 
+def test_pinned_groups_keep_their_split_and_the_rest_are_shared_out():
+    groups = [f"g{i}" for i in range(12)]
+    fractions = parse_splits("train=0.8,val=0.1,test=0.1")
+    pinned = parse_split_groups("test=g3+g7, val=g0")
+    assignment = split_groups(groups, fractions, seed=1, pinned=pinned)
+    assert assignment["test"] == ["g3", "g7"] and assignment["val"] == ["g0"]
+    assert sorted(assignment["train"]) == sorted(set(groups) - {"g0", "g3", "g7"})
+    # Adding groups never moves a pinned one, whatever the seed.
+    more = split_groups(groups + ["h1", "h2", "h3"], fractions, seed=5, pinned=pinned)
+    assert more["test"] == ["g3", "g7"] and {"h1", "h2", "h3"} <= set(more["train"])
+    # Only the free groups are shared: two unpinned splits both get some.
+    shared = split_groups(groups, fractions, seed=1, pinned={"test": ["g1"]})
+    assert shared["test"] == ["g1"] and len(shared["val"]) >= 1 and len(shared["train"]) >= 1
+
+
+@pytest.mark.parametrize("text, pinned, match", [
+    ("test=camera", None, None),
+    ("test=nosuch", None, "no photo group 'nosuch'"),
+    ("holdout=g1", None, "'holdout', which is not one of the splits"),
+    ("test:g1", None, "SPLIT=GROUP"),
+    ("test=g1,val=g1", None, "pinned to both 'test' and 'val'"),
+    ("test=g1,test=g2", None, "given twice"),
+    (None, {"train": ["g0"], "val": ["g1"], "test": ["g2"]}, "would be in none"),
+])
+def test_bad_pins_are_refused_by_name(text, pinned, match):
+    groups = ["g0", "g1", "g2", "g3", "camera"]
+    if match is None:
+        assert split_groups(groups, parse_splits("train=0.8,val=0.1,test=0.1"), 0, parse_split_groups(text))["test"] \
+            == ["camera"]
+        return
+    with pytest.raises(ValueError, match=match):
+        split_groups(groups, parse_splits("train=0.8,val=0.1,test=0.1"), 0, pinned or parse_split_groups(text))
+
+
+def test_synth_with_pinned_test_photos(tmp_path):
+    summary = synthesize(tmp_path, n=60, seed=3, workers=1, size=128,
+                         pinned_groups="val=astronaut+coffee,test=camera+flower")
+    assert summary.split_photos["val"] == ["astronaut", "coffee"]
+    assert summary.split_photos["test"] == ["camera", "flower"]
+    assert {r.meta["photo"] for r in _records(tmp_path) if r.split == "test"} == {"camera", "flower"}
+    card = (tmp_path / "README.md").read_text()
+    assert "Pinned photo groups (`--split-groups`): val: astronaut, coffee; test: camera, flower." in card
+
+
+def test_optional_photo_packages_add_photos_and_say_when_missing(tmp_path, monkeypatch):
+    photos, missing = default_photo_catalogue()
+    names = {p.name: p for p in photos}
+    # The photos extra is part of the test environment (make setup installs forenx[all]).
+    assert {"grace_hopper", "ascent", "luispedro", "nuclear"} <= set(names) and not missing
+    arrays, skipped = load_photos([names["ascent"], names["grace_hopper"]], 256)
+    assert not skipped and arrays["ascent"].shape == (512, 512, 3) and arrays["ascent"].dtype == np.uint8
+    assert np.array_equal(arrays["ascent"][..., 0], arrays["ascent"][..., 2])  # a grey photo, as RGB
+
+    real_package_dir = photos_module._package_dir
+    monkeypatch.setattr(photos_module, "_package_dir",
+                        lambda package: None if package == "matplotlib" else real_package_dir(package))
+    photos, missing = default_photo_catalogue()
+    assert "grace_hopper" not in {p.name for p in photos}
+    assert missing == ["grace_hopper: matplotlib is not installed (pip install 'forenx[photos]')"]
+    summary = synthesize(tmp_path, n=20, seed=0, workers=1, size=128)
+    assert summary.skipped_photos[:1] == missing
+    assert "grace_hopper: matplotlib is not installed" in (tmp_path / "README.md").read_text()
+    monkeypatch.setattr(photos_module, "_package_dir",
+                        lambda package: None if package == "sklearn" else real_package_dir(package))
+    with pytest.raises(FileNotFoundError, match="sklearn is not installed"):
+        default_photo_catalogue()
+
+
+def test_broken_npz_photo_is_skipped_with_the_reason(tmp_path):
+    np.savez(tmp_path / "floats.npz", data=np.zeros((300, 300), dtype=np.float32))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "grey.npz", data=np.full((300, 300), 7, dtype=np.uint8))
+    catalogue = [Photo(n, str(tmp_path / f"{n}.npz"), n, "test") for n in ("floats", "junk", "grey")]
+    arrays, skipped = load_photos(catalogue, 256)
+    assert list(arrays) == ["grey"] and arrays["grey"].shape == (300, 300, 3)
+    assert "floats.npz: 'data' is a float32 array" in skipped[0]
+    assert "junk.npz: not a NumPy archive" in skipped[1]
+    with pytest.raises(ImageLoadError, match="not a NumPy archive"):
+        photos_module._read_npz(str(tmp_path / "missing.npz"))
+
+
 def test_user_photo_folder(tmp_path):
     arrays, _ = load_photos(default_photos(), 256)
     folder = tmp_path / "photos"
@@ -275,6 +366,12 @@ def test_cli_synth(tmp_path):
     assert all(("capture" in r.meta) == (r.split == "train") for r in _records(tmp_path / "v"))
     typo = runner.invoke(app, ["synth", "--out", str(tmp_path / "t"), "--n", "10", "--variations", "tran"])
     assert typo.exit_code == 2 and "unknown split" in typo.output
+    pinned = runner.invoke(app, ["synth", "--out", str(tmp_path / "p"), "--n", "10", "--workers", "1",
+                                 "--size", "128", "--split-groups", "test=camera+flower"])
+    assert pinned.exit_code == 0, pinned.output
+    assert {r.meta["photo"] for r in _records(tmp_path / "p") if r.split == "test"} <= {"camera", "flower"}
+    unknown = runner.invoke(app, ["synth", "--out", str(tmp_path / "u"), "--n", "10", "--split-groups", "test=kamera"])
+    assert unknown.exit_code == 2 and "no photo group 'kamera'" in unknown.output
 
 
 # ------------------------------------------------------------------------------ capture variations

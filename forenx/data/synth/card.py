@@ -116,6 +116,10 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
         + ", ".join(f"{k}={v:.2f}" for k, v in fractions.items()) + ".",
         "",
     ]
+    if summary.pinned_groups:
+        lines += [("Pinned photo groups (`--split-groups`): "
+                   + "; ".join(f"{split}: {', '.join(groups)}" for split, groups in summary.pinned_groups.items())
+                   + ". The other groups were shared out among the other splits by their fractions."), ""]
     lines += [f"- {split}: " + ", ".join(f"`{p}`" for p in summary.split_photos.get(split, [])) for split in splits]
     lines += [
         "",
@@ -130,7 +134,9 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
     lines += [
         "",
         ("The default photographs are the sample images shipped inside scikit-image (`skimage/data`) and "
-        "scikit-learn (`sklearn/datasets/images`); their licences are those stated by those projects. "
+        "scikit-learn (`sklearn/datasets/images`), and, when installed (`pip install 'forenx[photos]'`), "
+        "matplotlib (`mpl-data/sample_data`), PyWavelets (`pywt/data`) and mahotas (`mahotas/demos/data`); "
+        "their licences are those stated by those projects. "
         "The manipulated images inherit the licence of their source (and, for splices, of their donor) "
         "photo."),
         "",

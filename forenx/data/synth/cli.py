@@ -18,7 +18,8 @@ def synth_command(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives byte-identical files.")] = 0,
     photos: Annotated[Path | None, typer.Option(
-        "--photos", help="Folder of source photographs (default: scikit-image / scikit-learn samples).")] = None,
+        "--photos", help="Folder of source photographs (default: the samples of scikit-image, scikit-learn and, "
+        "with the photos extra, matplotlib, PyWavelets and mahotas).")] = None,
     size: Annotated[int, typer.Option("--size", min=32, help="Crop side in pixels.")] = 256,
     real_fraction: Annotated[float, typer.Option(
         "--real-fraction", min=0.0, max=1.0, help="Share of unedited (real) crops.")] = 0.5,
@@ -35,6 +36,9 @@ def synth_command(
     variation_rate: Annotated[float, typer.Option(
         "--variation-rate", help="Share of the --variations splits' samples that are varied (the rest stay plain "
         "crops); 0.5 mixes both.")] = 1.0,
+    split_groups: Annotated[str | None, typer.Option(
+        "--split-groups", help="Pin photo groups to splits, SPLIT=GROUP+GROUP,..., e.g. "
+        "val=astronaut+coffee,test=camera+flower; the other groups are shared out by --splits.")] = None,
     paired: Annotated[str, typer.Option(
         "--paired", help="Splits whose real samples are the forgeries' untouched originals (same crop and "
         "capture, before the manipulation): none, all or split names, e.g. train.")] = "none",
@@ -54,6 +58,7 @@ def synth_command(
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
                                  variations=variations, variation_rate=variation_rate, paired=paired,
+                                 pinned_groups=split_groups,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")

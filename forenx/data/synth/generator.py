@@ -47,8 +47,9 @@ from forenx.data.synth.capture import aligned_crop, capture_variation
 from forenx.data.synth.manipulations import FAMILIES, NoVisibleChange
 from forenx.data.synth.photos import (
     Photo,
-    default_photos,
+    default_photo_catalogue,
     load_photos,
+    parse_split_groups,
     parse_splits,
     photos_from_dir,
     split_groups,
@@ -99,6 +100,8 @@ class SynthSummary:
     variation_splits: list[str] = field(default_factory=list)
     variation_rate: float = 1.0
     paired_splits: list[str] = field(default_factory=list)
+    #: Photo groups pinned to splits (--split-groups); the other groups were shared out by the fractions.
+    pinned_groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[str]:
@@ -110,14 +113,15 @@ def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[
 
 
 def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float], real_fraction: float,
-                 families: list[str], paired: frozenset[str] = frozenset()
-                 ) -> tuple[list[SampleSpec], dict[str, list[str]]]:
+                 families: list[str], paired: frozenset[str] = frozenset(),
+                 pinned: dict[str, list[str]] | None = None) -> tuple[list[SampleSpec], dict[str, list[str]]]:
     """Decide every sample's split, label, photo, family and donor from the seed.
 
     Splits are by photo group (see :func:`split_groups`); a splice's donor is another group of the
     same split, so no photo's pixels reach two splits. In the ``paired`` splits the k-th real
     sample becomes the original of the k-th forgery (reals beyond the forgeries' count stay
-    independent crops); nothing else changes. Returns (specs, photo names per split).
+    independent crops); nothing else changes. ``pinned``: photo groups pinned to splits (see
+    :func:`split_groups`). Returns (specs, photo names per split).
     """
     if not 0.0 <= real_fraction <= 1.0:
         raise ValueError(f"--real-fraction {real_fraction}: must be between 0 and 1")
@@ -125,7 +129,7 @@ def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float
     if unknown or not families:
         raise ValueError(f"unknown manipulation families {unknown}; choose from {', '.join(FAMILIES)}")
     group_of = {p.name: p.group for p in photos}
-    split_of_group = {g: s for s, gs in split_groups(sorted(set(group_of.values())), splits, seed).items()
+    split_of_group = {g: s for s, gs in split_groups(sorted(set(group_of.values())), splits, seed, pinned).items()
                       for g in gs}
     rng = np.random.default_rng([seed, 0])
     names = [s for s, f in splits.items() if f > 0]
@@ -312,7 +316,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                size: int = 256, real_fraction: float = 0.5, splits: str | dict[str, float] = "train=0.8,val=0.1,test=0.1",
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
                progress: Callable[[int], None] | None = None, variations: str | list[str] = "none",
-               variation_rate: float = 1.0, paired: str | list[str] = "none") -> SynthSummary:
+               variation_rate: float = 1.0, paired: str | list[str] = "none",
+               pinned_groups: str | dict[str, list[str]] | None = None) -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
     ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples).
@@ -325,6 +330,9 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     (0.5) let a detector call far more held-out plain photographs real than all-varied training did.
     ``paired``: the splits whose real samples are the forgeries' untouched originals (same syntax
     as ``variations``; see the module docstring).
+    ``pinned_groups``: photo groups pinned to splits, ``"val=astronaut+coffee,test=camera+flower"`` or a
+    dict; the other groups are shared out among the other splits by their fractions. Pinning keeps the
+    held-out photos fixed when photos are added.
     """
     from forenx.data.synth.card import write_card
 
@@ -341,12 +349,15 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     if not 0.0 < variation_rate <= 1.0:
         raise ValueError(f"--variation-rate {variation_rate}: must be in (0, 1] (the share of the --variations "
                          "splits' samples that are varied)")
-    catalogue = photos_from_dir(photos) if photos is not None else default_photos()
+    pinned = parse_split_groups(pinned_groups) if isinstance(pinned_groups, str | None) else {
+        k: list(v) for k, v in pinned_groups.items()}
+    catalogue, missing = (photos_from_dir(photos), []) if photos is not None else default_photo_catalogue()
     arrays, skipped = load_photos(catalogue, size)
+    skipped = missing + skipped
     usable = [p for p in catalogue if p.name in arrays]
     if not usable:
         raise ValueError(f"no usable photo for {size}x{size} crops: " + "; ".join(skipped))
-    specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families, paired_splits)
+    specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families, paired_splits, pinned)
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
@@ -380,7 +391,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                            split_photos=split_photos, skipped_photos=skipped, workers=workers,
                            variation_splits=sorted(vary_splits),
                            variation_rate=variation_rate if vary_splits else 1.0,
-                           paired_splits=sorted(paired_splits))
+                           paired_splits=sorted(paired_splits), pinned_groups=pinned)
     write_card(out / "README.md", summary, [p for p in usable], fractions, real_fraction, families)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -1,17 +1,20 @@
 """The source photographs ForgerySynth crops from, and their split by photo.
 
 By default: the natural photographs that scikit-image and scikit-learn ship inside their installed
-packages (nothing is downloaded; scikit-image fetches some of its samples with pooch, those are
-not used). Any folder of the user's with ``--photos``.
+packages, and those of matplotlib, PyWavelets and mahotas when they are installed (the ``photos``
+extra: ``pip install 'forenx[photos]'``). Nothing is downloaded; scikit-image fetches some of its
+samples with pooch, those are not used. Any folder of the user's with ``--photos``.
 
 Splits are made by *photo group*, never by crop: ``motorcycle_left`` and ``motorcycle_right`` are
-one stereo scene, so they form one group and always land in the same split.
+one stereo scene, so they form one group and always land in the same split. Groups can be pinned
+to a split (``--split-groups test=camera+flower``); the others are shared out by the fractions.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +24,12 @@ from forenx.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
 __all__ = [
     "DEFAULT_PHOTOS",
+    "PHOTO_PACKAGES",
     "Photo",
+    "default_photo_catalogue",
     "default_photos",
     "load_photos",
+    "parse_split_groups",
     "parse_splits",
     "photos_from_dir",
     "split_groups",
@@ -43,19 +49,32 @@ class Photo:
     license: str
 
 
-def _package_dir(package: str) -> Path:
+#: Where each package keeps its sample images, and whether forenx requires it (the others come with
+#: the ``photos`` extra; their photos are used when the package is installed).
+PHOTO_PACKAGES: dict[str, tuple[str, bool]] = {
+    "skimage": ("data", True),
+    "sklearn": ("datasets/images", True),
+    "matplotlib": ("mpl-data/sample_data", False),
+    "pywt": ("data", False),
+    "mahotas": ("demos/data", False),
+}
+
+
+def _package_dir(package: str) -> Path | None:
     # find_spec locates the package without importing it (importing scikit-learn takes seconds).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{package} is not installed; install it or pass --photos DIR")
+        return None
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-# (file, group, licence) for the shipped samples; licences as stated in skimage.data's docstrings
-# and sklearn/datasets/images/README.txt. Left out: synthetic drawings (logo, chessboard, colour
-# wheel, horse silhouette), images smaller than 256 px on a side (page, text, microaneurysms),
-# clock_motion (already motion-blurred: it would confuse the blur family) and moon (no licence
-# stated).
+# (package, file, group, licence) for the shipped samples; licences as stated in skimage.data's
+# docstrings, sklearn/datasets/images/README.txt, scipy.datasets.ascent's docstring (PyWavelets ships
+# the same array as .npz) and the packages' own licences. Left out: synthetic drawings (logo,
+# chessboard, colour wheel, horse silhouette, mahotas' "Where's Wally" page), images smaller than
+# 256 px on a side (page, text, microaneurysms), clock_motion (already motion-blurred: it would
+# confuse the blur family), moon and PyWavelets' aero (no source or licence stated), PyWavelets'
+# camera (scikit-image's camera again), Lena.
 DEFAULT_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
     ("skimage", "astronaut.png", "astronaut", "public domain (NASA)"),
     ("skimage", "coffee.png", "coffee", "CC0 (Rachel Michetti)"),
@@ -74,7 +93,33 @@ DEFAULT_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
     ("skimage", "cell.png", "cell", "CC0"),
     ("sklearn", "china.jpg", "china", "CC BY 2.0 (danielbuechele, Flickr)"),
     ("sklearn", "flower.jpg", "flower", "CC BY 2.0 (vultilion, Flickr)"),
+    ("matplotlib", "grace_hopper.jpg", "grace_hopper", "public domain (U.S. Navy)"),
+    ("pywt", "ascent.npz", "ascent", "public domain (public-domain-image.com, via SciPy)"),
+    ("mahotas", "luispedro.jpg", "luispedro", "MIT, with mahotas (Luis Pedro Coelho)"),
+    ("mahotas", "nuclear.png", "nuclear", "MIT, with mahotas (Luis Pedro Coelho)"),
 )
+
+
+def default_photo_catalogue() -> tuple[list[Photo], list[str]]:
+    """(the default photos present in the installed packages, why each of the others is missing)."""
+    roots = {package: (root / folder if (root := _package_dir(package)) is not None else None)
+             for package, (folder, _) in PHOTO_PACKAGES.items()}
+    for package, (_, required) in PHOTO_PACKAGES.items():
+        if required and roots[package] is None:
+            raise FileNotFoundError(f"{package} is not installed; install it or pass --photos DIR")
+    photos, missing = [], []
+    for package, filename, group, license_ in DEFAULT_PHOTOS:
+        name = Path(filename).stem
+        if roots[package] is None:
+            missing.append(f"{name}: {package} is not installed (pip install 'forenx[photos]')")
+        elif not (roots[package] / filename).is_file():
+            missing.append(f"{name}: {roots[package] / filename} is missing from the installed {package}")
+        else:
+            photos.append(Photo(name=name, path=str(roots[package] / filename), group=group, license=license_))
+    if not photos:
+        raise FileNotFoundError("no sample photos found in the installed scikit-image / scikit-learn; "
+                                "pass a folder of photographs with --photos DIR")
+    return photos, missing
 
 
 def default_photos() -> list[Photo]:
@@ -84,17 +129,7 @@ def default_photos() -> list[Photo]:
     >>> len(photos) >= 10 and photos[0].name
     'astronaut'
     """
-    roots = {"skimage": _package_dir("skimage") / "data",
-             "sklearn": _package_dir("sklearn") / "datasets" / "images"}
-    photos = []
-    for package, filename, group, license_ in DEFAULT_PHOTOS:
-        path = roots[package] / filename
-        if path.is_file():
-            photos.append(Photo(name=Path(filename).stem, path=str(path), group=group, license=license_))
-    if not photos:
-        raise FileNotFoundError("no sample photos found in the installed scikit-image / scikit-learn; "
-                                "pass a folder of photographs with --photos DIR")
-    return photos
+    return default_photo_catalogue()[0]
 
 
 def photos_from_dir(directory: str | os.PathLike) -> list[Photo]:
@@ -112,6 +147,18 @@ def photos_from_dir(directory: str | os.PathLike) -> list[Photo]:
     return photos
 
 
+def _read_npz(path: str) -> np.ndarray:
+    """A sample image stored as a NumPy archive (PyWavelets' ``data`` arrays), as RGB uint8."""
+    try:
+        with np.load(path) as archive:
+            array = archive["data"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ImageLoadError(path, f"not a NumPy archive with a 'data' image array ({err})") from None
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ImageLoadError(path, f"'data' is a {array.dtype} array of shape {array.shape}, not an 8-bit image")
+    return np.ascontiguousarray(np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array)
+
+
 def load_photos(photos: list[Photo], size: int) -> tuple[dict[str, np.ndarray], list[str]]:
     """Decode each photo to an RGB uint8 array; photos that cannot give a ``size`` crop are skipped.
 
@@ -121,7 +168,8 @@ def load_photos(photos: list[Photo], size: int) -> tuple[dict[str, np.ndarray], 
     skipped: list[str] = []
     for photo in photos:
         try:
-            array = np.asarray(load_image(photo.path), dtype=np.uint8)
+            array = _read_npz(photo.path) if photo.path.endswith(".npz") else np.asarray(load_image(photo.path),
+                                                                                          dtype=np.uint8)
         except ImageLoadError as err:
             skipped.append(f"{photo.path}: {err.reason}")
             continue
@@ -169,21 +217,71 @@ def _largest_remainder(total: int, fractions: list[float]) -> list[int]:
     return counts
 
 
-def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> dict[str, list[str]]:
+def parse_split_groups(text: str | None) -> dict[str, list[str]]:
+    """Parse ``val=astronaut+coffee,test=camera+flower`` (photo groups pinned to splits).
+
+    >>> parse_split_groups("val=astronaut+coffee,test=camera+flower")
+    {'val': ['astronaut', 'coffee'], 'test': ['camera', 'flower']}
+    >>> parse_split_groups("")
+    {}
+    """
+    pinned: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        groups = [g.strip() for g in value.split("+") if g.strip()]
+        if not sep or not name or not groups:
+            raise ValueError(f"--split-groups {text!r}: each part must be SPLIT=GROUP+GROUP..., "
+                             "e.g. val=astronaut+coffee,test=camera+flower")
+        if name in pinned:
+            raise ValueError(f"--split-groups {text!r}: split {name!r} is given twice")
+        for group in groups:
+            if group in seen:
+                raise ValueError(f"--split-groups {text!r}: photo group {group!r} is pinned to both "
+                                 f"{seen[group]!r} and {name!r}")
+            seen[group] = name
+        pinned[name] = groups
+    return pinned
+
+
+def split_groups(groups: list[str], fractions: dict[str, float], seed: int,
+                 pinned: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
     """Assign photo groups to splits (disjoint), shuffled by ``seed``.
 
     Every split with a positive fraction gets at least one group, and two where there are enough
-    groups, so that splicing can take its donor from another photo of the same split.
+    groups, so that splicing can take its donor from another photo of the same split. A split in
+    ``pinned`` gets exactly its pinned groups; the other groups are shared out among the other
+    splits by their fractions (with no pins, the assignment is the one it always was).
 
     >>> split_groups(["a", "b", "c", "d", "e"], {"train": 0.6, "test": 0.4}, seed=0)
     {'train': ['b', 'd', 'e'], 'test': ['a', 'c']}
+    >>> split_groups(["a", "b", "c", "d", "e"], {"train": 0.6, "test": 0.4}, seed=0, pinned={"test": ["e"]})
+    {'train': ['a', 'b', 'c', 'd'], 'test': ['e']}
     """
     unique = sorted(set(groups))
-    names = [n for n, f in fractions.items() if f > 0]
-    if len(unique) < len(names):
-        raise ValueError(f"{len(unique)} photo group(s) cannot fill {len(names)} disjoint splits "
+    pinned = pinned or {}
+    for split, members in pinned.items():
+        if fractions.get(split, 0) <= 0:
+            raise ValueError(f"--split-groups pins photo groups to {split!r}, which is not one of the splits "
+                             f"({', '.join(n for n, f in fractions.items() if f > 0)})")
+        unknown = [g for g in members if g not in unique]
+        if unknown:
+            raise ValueError(f"--split-groups: no photo group {', '.join(map(repr, unknown))} among the photos "
+                             f"(groups: {', '.join(unique)})")
+    taken = {g for members in pinned.values() for g in members}
+    free = [g for g in unique if g not in taken]
+    names = [n for n, f in fractions.items() if f > 0 and n not in pinned]
+    if free and not names:
+        raise ValueError(f"--split-groups pins every split, so photo group(s) {', '.join(free)} would be in none; "
+                         "pin them too or leave one split unpinned")
+    if len(free) < len(names):
+        raise ValueError(f"{len(free)} photo group(s) cannot fill {len(names)} disjoint splits "
                          f"({', '.join(names)}); add photos or pass fewer splits, e.g. --splits train=1")
-    counts = _largest_remainder(len(unique), [fractions[n] for n in names])
+    counts = _largest_remainder(len(free), [fractions[n] / sum(fractions[m] for m in names) for n in names]
+                                ) if names else []
     for minimum in (1, 2):
         for i in range(len(names)):
             while counts[i] < minimum:
@@ -192,9 +290,10 @@ def split_groups(groups: list[str], fractions: dict[str, float], seed: int) -> d
                     break
                 counts[donor] -= 1
                 counts[i] += 1
-    order = [unique[i] for i in np.random.default_rng([seed, 0x5EED]).permutation(len(unique))]
-    out, start = {}, 0
+    order = [free[i] for i in np.random.default_rng([seed, 0x5EED]).permutation(len(free))]
+    shared, start = {}, 0
     for name, count in zip(names, counts):
-        out[name] = sorted(order[start:start + count])
+        shared[name] = sorted(order[start:start + count])
         start += count
-    return out
+    return {name: sorted(pinned[name]) if name in pinned else shared[name]
+            for name, f in fractions.items() if f > 0}
