@@ -123,7 +123,9 @@ def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     from forenx.data.synth import synthesize
     from forenx.training.nano import detection_report
 
-    synthesize(tmp_path, n=1000, seed=0, size=256, workers=2)
+    from forenx.training.nano import SYNTH
+
+    synthesize(tmp_path, n=1000, seed=0, size=256, workers=2, pinned_groups=SYNTH["pinned_groups"])
     metrics, probs = detection_report(DEFAULT_MODEL_DIR, data=tmp_path)
     print(metrics["n"], metrics["accuracy"], metrics["auc"], metrics["per_photo"])
     assert metrics["accuracy"] >= 0.70 and metrics["auc"] >= 0.80, metrics
@@ -131,6 +133,20 @@ def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     assert set(metrics["per_photo"]) == {"camera", "flower"}
     assert sum(v["n"] for v in metrics["per_photo"].values()) == metrics["n"] == len(probs)
     assert all(0.5 < v["auc"] <= 1.0 for v in metrics["per_photo"].values()), metrics["per_photo"]
+
+
+@pytest.mark.parametrize("config", ["nano_sft.yaml", "nano_grpo.yaml"])
+def test_recipe_configs_make_the_pipelines_data_set(config):
+    """Either recipe, run alone on a fresh clone, makes the same ForgerySynth set as ``make nano``, with
+    the same held-out photos pinned."""
+    from forenx.data.synth.photos import parse_split_groups
+    from forenx.training.nano import SYNTH
+
+    settings = yaml.safe_load((ROOT / "recipes" / "configs" / config).read_text(encoding="utf-8"))
+    made = {key[len("synth_"):]: value for key, value in settings.items() if key.startswith("synth_")}
+    made["pinned_groups"] = made.pop("split_groups")
+    assert made == SYNTH
+    assert parse_split_groups(SYNTH["pinned_groups"]) == {"val": ["astronaut", "coffee"], "test": ["camera", "flower"]}
 
 
 def test_card_names_the_streams_optional_inputs():
@@ -162,7 +178,7 @@ def test_seed_step_trains_calibrates_and_reports_the_test_detection(tmp_path, mo
     from forenx.training import nano
 
     synthesize(tmp_path / "data", n=160, seed=0, size=256, workers=2, variations="train", variation_rate=0.5,
-               paired="train")
+               paired="train", pinned_groups=nano.SYNTH["pinned_groups"])
     monkeypatch.setattr(nano, "DATA_DIR", tmp_path / "data")
     monkeypatch.setattr(nano, "SEEDS_DIR", tmp_path / "runs")
     with pytest.raises(SystemExit, match="usage"):

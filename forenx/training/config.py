@@ -109,6 +109,9 @@ class DataArguments:
     synth_split_groups: str | None = field(default=None, metadata={"help": (
         "Photo groups pinned to splits in the ForgerySynth set made by synth_n, e.g. "
         "val=astronaut+coffee,test=camera+flower (forenx data synth --split-groups).")})
+    synth_extra_photos: bool = field(default=False, metadata={"help": (
+        "Add the photos extra's sample photos (matplotlib, PyWavelets, mahotas) to the ForgerySynth set made by "
+        "synth_n (forenx data synth --extra-photos).")})
     synth_paired: str = field(default="none", metadata={"help": (
         "Splits of the ForgerySynth set made by synth_n whose real samples are the forgeries' untouched originals "
         "(none, all, or split names such as train); what forensic_pair_weight trains on.")})

@@ -60,7 +60,10 @@ SEEDS_DIR = ROOT / "runs" / "nano-seeds"
 ASSET_DIR = ROOT / "forenx" / "assets" / "nano"
 EXAMPLES_DIR = ROOT / "examples"
 REPO_ID = "forenx/forenx-nano"
-SYNTH = {"n": 6000, "seed": 0, "size": 256, "variations": "train", "variation_rate": 0.5, "paired": "train"}
+#: The ForgerySynth set (synthesize's arguments; nano_sft.yaml / nano_grpo.yaml's synth_* say the same). The
+#: held-out photos are pinned, so they stay held out whatever photos are added.
+SYNTH = {"n": 6000, "seed": 0, "size": 256, "variations": "train", "variation_rate": 0.5, "paired": "train",
+         "pinned_groups": "val=astronaut+coffee,test=camera+flower"}
 #: Largest shipped model folder, in bytes.
 MAX_BYTES = 15 * 1024 * 1024
 #: Generation settings of the evaluation: greedy, long enough for the longest ForgerySynth answer.
@@ -334,7 +337,8 @@ def examples() -> None:
 EXAMPLES_README = """# Example images
 
 Six 256 x 256 PNGs made by ForgerySynth (`forenx data synth --out runs/nano/forgerysynth --n {n} --seed {seed}
---size {size}`) from the two photographs of its **test split**: `camera` (scikit-image's cameraman, greyscale,
+--size {size} --variations {variations} --variation-rate {variation_rate} --paired {paired} --split-groups
+{pinned_groups}`) from the two photographs of its **test split**: `camera` (scikit-image's cameraman, greyscale,
 CC0, Lav Varshney) and `flower` (scikit-learn's flower.jpg, CC BY 2.0, vultilion on Flickr). forenx-nano never
 saw these photos in training (ForgerySynth splits by photo). `python -m forenx.training.nano examples` makes
 this folder again.
@@ -452,8 +456,8 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
          "`python -m forenx.training.nano all`):"), "",
         (f"1. `forenx data synth --out runs/nano/forgerysynth --n {SYNTH['n']} --seed {SYNTH['seed']} "
          f"--size {SYNTH['size']} --variations {SYNTH['variations']} --variation-rate {SYNTH['variation_rate']} "
-         f"--paired {SYNTH['paired']}` (train / val / test = 0.8 / 0.1 / 0.1, split by photo; test photos: camera, "
-         "flower; half the training crops go through random capture variations first, and each training real is "
+         f"--paired {SYNTH['paired']} --split-groups {SYNTH['pinned_groups']}` (train / val / test = 0.8 / 0.1 / 0.1, "
+         "split by photo; val photos: astronaut, coffee; test photos: camera, flower; half the training crops go through random capture variations first, and each training real is "
          "the untouched original of one training forgery);"),
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "

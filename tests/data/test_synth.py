@@ -19,7 +19,6 @@ from forenx.data.synth.manipulations import mask_box, where
 from forenx.data.synth import photos as photos_module
 from forenx.data.synth.photos import (
     Photo,
-    default_photo_catalogue,
     default_photos,
     load_photos,
     parse_split_groups,
@@ -292,28 +291,33 @@ def test_synth_with_pinned_test_photos(tmp_path):
     assert "Pinned photo groups (`--split-groups`): val: astronaut, coffee; test: camera, flower." in card
 
 
-def test_optional_photo_packages_add_photos_and_say_when_missing(tmp_path, monkeypatch):
-    photos, missing = default_photo_catalogue()
-    names = {p.name: p for p in photos}
-    # The photos extra is part of the test environment (make setup installs forenx[all]).
-    assert {"grace_hopper", "ascent", "luispedro", "nuclear"} <= set(names) and not missing
-    arrays, skipped = load_photos([names["ascent"], names["grace_hopper"]], 256)
+def test_extra_photos_come_only_when_asked_for(tmp_path, monkeypatch):
+    # The photos extra is part of the test environment (make setup installs forenx[all]), yet the
+    # default set stays the 17 photos of scikit-image and scikit-learn.
+    assert {p.name for p in default_photos()} == {Path(f).stem for _, f, _, _ in photos_module.DEFAULT_PHOTOS}
+    extra = {p.name: p for p in default_photos(extra=True)}
+    assert {"grace_hopper", "ascent", "luispedro", "nuclear"} <= set(extra) and len(extra) == 21
+    arrays, skipped = load_photos([extra["ascent"], extra["grace_hopper"]], 256)
     assert not skipped and arrays["ascent"].shape == (512, 512, 3) and arrays["ascent"].dtype == np.uint8
     assert np.array_equal(arrays["ascent"][..., 0], arrays["ascent"][..., 2])  # a grey photo, as RGB
+    summary = synthesize(tmp_path / "x", n=40, seed=0, workers=1, size=128, extra_photos=True,
+                         pinned_groups="val=astronaut+coffee,test=camera+flower")
+    used = {name for names in summary.split_photos.values() for name in names}
+    assert {"grace_hopper", "ascent", "luispedro", "nuclear"} <= set(summary.split_photos["train"]) and len(used) == 21
+    assert "| `grace_hopper` | grace_hopper | public domain (U.S. Navy) |" in (tmp_path / "x" / "README.md").read_text()
+    with pytest.raises(ValueError, match="--extra-photos adds to the default photographs"):
+        synthesize(tmp_path / "y", n=4, seed=0, photos=tmp_path, extra_photos=True)
 
     real_package_dir = photos_module._package_dir
     monkeypatch.setattr(photos_module, "_package_dir",
                         lambda package: None if package == "matplotlib" else real_package_dir(package))
-    photos, missing = default_photo_catalogue()
-    assert "grace_hopper" not in {p.name for p in photos}
-    assert missing == ["grace_hopper: matplotlib is not installed (pip install 'forenx[photos]')"]
-    summary = synthesize(tmp_path, n=20, seed=0, workers=1, size=128)
-    assert summary.skipped_photos[:1] == missing
-    assert "grace_hopper: matplotlib is not installed" in (tmp_path / "README.md").read_text()
+    assert len(default_photos()) == 17  # not needed without --extra-photos
+    with pytest.raises(FileNotFoundError, match=r"matplotlib is not installed \(pip install 'forenx\[photos\]'\)"):
+        default_photos(extra=True)
     monkeypatch.setattr(photos_module, "_package_dir",
                         lambda package: None if package == "sklearn" else real_package_dir(package))
-    with pytest.raises(FileNotFoundError, match="sklearn is not installed"):
-        default_photo_catalogue()
+    with pytest.raises(FileNotFoundError, match="sklearn is not installed; it ships the photo china.jpg"):
+        default_photos()
 
 
 def test_broken_npz_photo_is_skipped_with_the_reason(tmp_path):
@@ -372,6 +376,10 @@ def test_cli_synth(tmp_path):
     assert {r.meta["photo"] for r in _records(tmp_path / "p") if r.split == "test"} <= {"camera", "flower"}
     unknown = runner.invoke(app, ["synth", "--out", str(tmp_path / "u"), "--n", "10", "--split-groups", "test=kamera"])
     assert unknown.exit_code == 2 and "no photo group 'kamera'" in unknown.output
+    extra = runner.invoke(app, ["synth", "--out", str(tmp_path / "e"), "--n", "10", "--workers", "1", "--size", "128",
+                                "--extra-photos", "--split-groups", "test=grace_hopper"])
+    assert extra.exit_code == 0, extra.output
+    assert {r.meta["photo"] for r in _records(tmp_path / "e") if r.split == "test"} == {"grace_hopper"}
 
 
 # ------------------------------------------------------------------------------ capture variations

@@ -134,8 +134,8 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
     lines += [
         "",
         ("The default photographs are the sample images shipped inside scikit-image (`skimage/data`) and "
-        "scikit-learn (`sklearn/datasets/images`), and, when installed (`pip install 'forenx[photos]'`), "
-        "matplotlib (`mpl-data/sample_data`), PyWavelets (`pywt/data`) and mahotas (`mahotas/demos/data`); "
+        "scikit-learn (`sklearn/datasets/images`), and with `--extra-photos` those of matplotlib "
+        "(`mpl-data/sample_data`), PyWavelets (`pywt/data`) and mahotas (`mahotas/demos/data`); "
         "their licences are those stated by those projects. "
         "The manipulated images inherit the licence of their source (and, for splices, of their donor) "
         "photo."),

@@ -18,8 +18,10 @@ def synth_command(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives byte-identical files.")] = 0,
     photos: Annotated[Path | None, typer.Option(
-        "--photos", help="Folder of source photographs (default: the samples of scikit-image, scikit-learn and, "
-        "with the photos extra, matplotlib, PyWavelets and mahotas).")] = None,
+        "--photos", help="Folder of source photographs (default: scikit-image / scikit-learn samples).")] = None,
+    extra_photos: Annotated[bool, typer.Option(
+        "--extra-photos", help="Add the sample photos of matplotlib, PyWavelets and mahotas to the default ones "
+        "(pip install 'forenx[photos]').")] = False,
     size: Annotated[int, typer.Option("--size", min=32, help="Crop side in pixels.")] = 256,
     real_fraction: Annotated[float, typer.Option(
         "--real-fraction", min=0.0, max=1.0, help="Share of unedited (real) crops.")] = 0.5,
@@ -58,7 +60,7 @@ def synth_command(
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
                                  variations=variations, variation_rate=variation_rate, paired=paired,
-                                 pinned_groups=split_groups,
+                                 pinned_groups=split_groups, extra_photos=extra_photos,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         console.print(f"[red]error:[/red] {err}")

@@ -47,7 +47,7 @@ from forenx.data.synth.capture import aligned_crop, capture_variation
 from forenx.data.synth.manipulations import FAMILIES, NoVisibleChange
 from forenx.data.synth.photos import (
     Photo,
-    default_photo_catalogue,
+    default_photos,
     load_photos,
     parse_split_groups,
     parse_splits,
@@ -317,10 +317,11 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
                progress: Callable[[int], None] | None = None, variations: str | list[str] = "none",
                variation_rate: float = 1.0, paired: str | list[str] = "none",
-               pinned_groups: str | dict[str, list[str]] | None = None) -> SynthSummary:
+               pinned_groups: str | dict[str, list[str]] | None = None, extra_photos: bool = False) -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
-    ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples).
+    ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples; with
+    ``extra_photos`` also those of matplotlib, PyWavelets and mahotas).
     ``workers``: processes to render with (default: the CPU count); the output does not depend on it.
     ``progress``: called with the number of samples finished so far.
     ``variations``: the splits whose crops go through capture variations: ``"none"`` (default),
@@ -351,9 +352,11 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                          "splits' samples that are varied)")
     pinned = parse_split_groups(pinned_groups) if isinstance(pinned_groups, str | None) else {
         k: list(v) for k, v in pinned_groups.items()}
-    catalogue, missing = (photos_from_dir(photos), []) if photos is not None else default_photo_catalogue()
+    if photos is not None and extra_photos:
+        raise ValueError("--extra-photos adds to the default photographs; with --photos DIR, put every photo "
+                         "you want in that folder")
+    catalogue = photos_from_dir(photos) if photos is not None else default_photos(extra_photos)
     arrays, skipped = load_photos(catalogue, size)
-    skipped = missing + skipped
     usable = [p for p in catalogue if p.name in arrays]
     if not usable:
         raise ValueError(f"no usable photo for {size}x{size} crops: " + "; ".join(skipped))

@@ -1,9 +1,10 @@
 """The source photographs ForgerySynth crops from, and their split by photo.
 
 By default: the natural photographs that scikit-image and scikit-learn ship inside their installed
-packages, and those of matplotlib, PyWavelets and mahotas when they are installed (the ``photos``
-extra: ``pip install 'forenx[photos]'``). Nothing is downloaded; scikit-image fetches some of its
-samples with pooch, those are not used. Any folder of the user's with ``--photos``.
+packages; ``--extra-photos`` adds those of matplotlib, PyWavelets and mahotas (the ``photos`` extra:
+``pip install 'forenx[photos]'``). Which photos are used depends only on the options, never on
+what else happens to be installed. Nothing is downloaded; scikit-image fetches some of its samples
+with pooch, those are not used. Any folder of the user's with ``--photos``.
 
 Splits are made by *photo group*, never by crop: ``motorcycle_left`` and ``motorcycle_right`` are
 one stereo scene, so they form one group and always land in the same split. Groups can be pinned
@@ -24,9 +25,9 @@ from forenx.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
 __all__ = [
     "DEFAULT_PHOTOS",
+    "EXTRA_PHOTOS",
     "PHOTO_PACKAGES",
     "Photo",
-    "default_photo_catalogue",
     "default_photos",
     "load_photos",
     "parse_split_groups",
@@ -49,14 +50,13 @@ class Photo:
     license: str
 
 
-#: Where each package keeps its sample images, and whether forenx requires it (the others come with
-#: the ``photos`` extra; their photos are used when the package is installed).
-PHOTO_PACKAGES: dict[str, tuple[str, bool]] = {
-    "skimage": ("data", True),
-    "sklearn": ("datasets/images", True),
-    "matplotlib": ("mpl-data/sample_data", False),
-    "pywt": ("data", False),
-    "mahotas": ("demos/data", False),
+#: Where each package keeps its sample images (inside the installed package).
+PHOTO_PACKAGES: dict[str, str] = {
+    "skimage": "data",
+    "sklearn": "datasets/images",
+    "matplotlib": "mpl-data/sample_data",
+    "pywt": "data",
+    "mahotas": "demos/data",
 }
 
 
@@ -93,6 +93,9 @@ DEFAULT_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
     ("skimage", "cell.png", "cell", "CC0"),
     ("sklearn", "china.jpg", "china", "CC BY 2.0 (danielbuechele, Flickr)"),
     ("sklearn", "flower.jpg", "flower", "CC BY 2.0 (vultilion, Flickr)"),
+)
+#: Added by ``--extra-photos`` (packages of the ``photos`` extra).
+EXTRA_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
     ("matplotlib", "grace_hopper.jpg", "grace_hopper", "public domain (U.S. Navy)"),
     ("pywt", "ascent.npz", "ascent", "public domain (public-domain-image.com, via SciPy)"),
     ("mahotas", "luispedro.jpg", "luispedro", "MIT, with mahotas (Luis Pedro Coelho)"),
@@ -100,36 +103,32 @@ DEFAULT_PHOTOS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-def default_photo_catalogue() -> tuple[list[Photo], list[str]]:
-    """(the default photos present in the installed packages, why each of the others is missing)."""
-    roots = {package: (root / folder if (root := _package_dir(package)) is not None else None)
-             for package, (folder, _) in PHOTO_PACKAGES.items()}
-    for package, (_, required) in PHOTO_PACKAGES.items():
-        if required and roots[package] is None:
-            raise FileNotFoundError(f"{package} is not installed; install it or pass --photos DIR")
-    photos, missing = [], []
-    for package, filename, group, license_ in DEFAULT_PHOTOS:
-        name = Path(filename).stem
-        if roots[package] is None:
-            missing.append(f"{name}: {package} is not installed (pip install 'forenx[photos]')")
-        elif not (roots[package] / filename).is_file():
-            missing.append(f"{name}: {roots[package] / filename} is missing from the installed {package}")
-        else:
-            photos.append(Photo(name=name, path=str(roots[package] / filename), group=group, license=license_))
-    if not photos:
-        raise FileNotFoundError("no sample photos found in the installed scikit-image / scikit-learn; "
-                                "pass a folder of photographs with --photos DIR")
-    return photos, missing
-
-
-def default_photos() -> list[Photo]:
-    """The shipped sample photos that are present in the installed packages.
+def default_photos(extra: bool = False) -> list[Photo]:
+    """The shipped sample photos present in the installed scikit-image / scikit-learn, and with
+    ``extra`` those of the ``photos`` extra's packages (each of which must then be there: asked for
+    by name, a missing one is an error, not a quietly smaller data set).
 
     >>> photos = default_photos()
     >>> len(photos) >= 10 and photos[0].name
     'astronaut'
     """
-    return default_photo_catalogue()[0]
+    photos = []
+    for package, filename, group, license_ in DEFAULT_PHOTOS + (EXTRA_PHOTOS if extra else ()):
+        root = _package_dir(package)
+        if root is None:
+            hint = "" if (package, filename, group, license_) in DEFAULT_PHOTOS else " (pip install 'forenx[photos]')"
+            raise FileNotFoundError(f"{package} is not installed{hint}; it ships the photo {filename}. Install it "
+                                    "or pass a folder of photographs with --photos DIR")
+        path = root / PHOTO_PACKAGES[package] / filename
+        if path.is_file():
+            photos.append(Photo(name=Path(filename).stem, path=str(path), group=group, license=license_))
+        elif (package, filename, group, license_) in EXTRA_PHOTOS:
+            raise FileNotFoundError(f"--extra-photos: {path} is missing from the installed {package}; reinstall "
+                                    "it (pip install 'forenx[photos]')")
+    if not photos:
+        raise FileNotFoundError("no sample photos found in the installed scikit-image / scikit-learn; "
+                                "pass a folder of photographs with --photos DIR")
+    return photos
 
 
 def photos_from_dir(directory: str | os.PathLike) -> list[Photo]:
