@@ -113,16 +113,17 @@ def default_photos(extra: bool = False) -> list[Photo]:
     'astronaut'
     """
     photos = []
-    for package, filename, group, license_ in DEFAULT_PHOTOS + (EXTRA_PHOTOS if extra else ()):
+    entries = [(entry, False) for entry in DEFAULT_PHOTOS] + [(entry, True) for entry in EXTRA_PHOTOS if extra]
+    for (package, filename, group, license_), is_extra in entries:
         root = _package_dir(package)
         if root is None:
-            hint = "" if (package, filename, group, license_) in DEFAULT_PHOTOS else " (pip install 'forenx[photos]')"
+            hint = " (pip install 'forenx[photos]')" if is_extra else ""
             raise FileNotFoundError(f"{package} is not installed{hint}; it ships the photo {filename}. Install it "
                                     "or pass a folder of photographs with --photos DIR")
         path = root / PHOTO_PACKAGES[package] / filename
         if path.is_file():
             photos.append(Photo(name=Path(filename).stem, path=str(path), group=group, license=license_))
-        elif (package, filename, group, license_) in EXTRA_PHOTOS:
+        elif is_extra:
             raise FileNotFoundError(f"--extra-photos: {path} is missing from the installed {package}; reinstall "
                                     "it (pip install 'forenx[photos]')")
     if not photos:
