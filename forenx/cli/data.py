@@ -21,7 +21,10 @@ def _console(stderr: bool = False):
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
+    from rich.markup import escape
+
+    # Escaped: a path or value with brackets ("scan[1].jpg", "forenx[photos]") is not markup.
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 

@@ -73,8 +73,10 @@ def _output_name(image: str, used: set[str], suffix: str) -> str:
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    # Escaped: a path or value with brackets ("scan[1].jpg") is not markup.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(code)
 
 

@@ -82,6 +82,7 @@ def calibrate(
         forenx model calibrate runs/sft --data-file data/records.jsonl --split val
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from forenx.evaluation.calibration import CalibrationError
@@ -92,10 +93,10 @@ def calibrate(
         result = fit(model, data_file, split or None, data_root=data_root, batch_size=batch_size, limit=limit,
                      write=not dry_run)
     except (CalibrationError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+        console.print(f"[red]error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
     for failure in result["failed"]:
-        console.print(f"[yellow]skipped[/yellow] {failure['id']}: {failure['error']}")
+        console.print(f"[yellow]skipped[/yellow] {escape(str(failure['id']))}: {escape(str(failure['error']))}")
     table = Table(title=f"{result['n']} records of split {result['split']!r}")
     table.add_column("")
     for name in ("nll", "ece", "accuracy", "real_accuracy", "fake_accuracy"):

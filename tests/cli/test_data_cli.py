@@ -78,8 +78,8 @@ def test_user_errors_are_clear(fixtures, tmp_path):
         app, ["convert", str(tmp_path), "--from", "nope", "--out", str(tmp_path / "x.jsonl")]
     )
     assert unknown.exit_code == 2 and "unknown dataset 'nope'" in unknown.output
-    missing = runner.invoke(app, ["validate", str(tmp_path / "none.jsonl")])
-    assert missing.exit_code == 2 and "not found" in missing.output
+    missing = runner.invoke(app, ["validate", str(tmp_path / "none[old].jsonl")])
+    assert missing.exit_code == 2 and "none[old].jsonl' not found" in missing.output  # brackets are not markup
     mask_without_root = runner.invoke(
         app,
         [

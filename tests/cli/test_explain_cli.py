@@ -183,6 +183,9 @@ def test_missing_default_model_and_bad_options_exit_2(monkeypatch, tmp_path):
     assert "forenx-nano" in result.output and "--model" in result.output
     bad = runner.invoke(app, ["explain", str(tmp_path / "x.png"), "--format", "pdf"])
     assert bad.exit_code == 2 and "--format 'pdf'" in bad.output
+    # A value in brackets is shown as typed, not taken for rich markup.
+    bracketed = runner.invoke(app, ["explain", str(tmp_path / "x.png"), "--format", "[bold]"])
+    assert bracketed.exit_code == 2 and "--format '[bold]'" in bracketed.output
 
 
 def test_an_interrupted_run_keeps_every_finished_batch(model_dir, tmp_path, monkeypatch):

@@ -376,6 +376,8 @@ def test_cli_synth(tmp_path):
     assert {r.meta["photo"] for r in _records(tmp_path / "p") if r.split == "test"} <= {"camera", "flower"}
     unknown = runner.invoke(app, ["synth", "--out", str(tmp_path / "u"), "--n", "10", "--split-groups", "test=kamera"])
     assert unknown.exit_code == 2 and "no photo group 'kamera'" in unknown.output
+    bracketed = runner.invoke(app, ["synth", "--out", str(tmp_path / "b"), "--n", "10", "--split-groups", "test=[camera]"])
+    assert bracketed.exit_code == 2 and "no photo group '[camera]'" in bracketed.output  # not taken for markup
     extra = runner.invoke(app, ["synth", "--out", str(tmp_path / "e"), "--n", "10", "--workers", "1", "--size", "128",
                                 "--extra-photos", "--split-groups", "test=grace_hopper"])
     assert extra.exit_code == 0, extra.output

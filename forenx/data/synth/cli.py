@@ -21,7 +21,7 @@ def synth_command(
         "--photos", help="Folder of source photographs (default: scikit-image / scikit-learn samples).")] = None,
     extra_photos: Annotated[bool, typer.Option(
         "--extra-photos", help="Add the sample photos of matplotlib, PyWavelets and mahotas to the default ones "
-        "(pip install 'forenx[photos]').")] = False,
+        "(they come with forenx's photos extra).")] = False,
     size: Annotated[int, typer.Option("--size", min=32, help="Crop side in pixels.")] = 256,
     real_fraction: Annotated[float, typer.Option(
         "--real-fraction", min=0.0, max=1.0, help="Share of unedited (real) crops.")] = 0.5,
@@ -47,6 +47,7 @@ def synth_command(
 ) -> None:
     """Procedural forgeries on real photographs, with exact masks and quadruples."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -63,10 +64,10 @@ def synth_command(
                                  pinned_groups=split_groups, extra_photos=extra_photos,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         raise typer.Exit(2) from None
     for reason in summary.skipped_photos:
-        console.print(f"[yellow]skipped photo[/yellow] {reason}")
+        console.print(f"[yellow]skipped photo[/yellow] {escape(reason)}")
     # One row per kind of sample, one column per split: stays narrow with ten families.
     table = Table(title=f"ForgerySynth: {summary.n} samples in {summary.out_dir}")
     splits = list(summary.counts)
