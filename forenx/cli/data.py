@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from forenx.cli.errors import fail
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -18,14 +20,6 @@ def _console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    from rich.markup import escape
-
-    # Escaped: a path or value with brackets ("scan[1].jpg", "forenx[photos]") is not markup.
-    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -50,7 +44,7 @@ def validate(
     try:
         report = validate_records(file, root, check_images=not no_images)
     except (FileNotFoundError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console = _console()
     for problem in report.problems:
         console.print(
@@ -89,11 +83,11 @@ def stats(
     from forenx.data.stats import compute_stats, stats_tables
 
     if not file.is_file():
-        _fail(f"record file {str(file)!r} not found")
+        fail(f"record file {str(file)!r} not found")
     try:
         counts = compute_stats(read_records(file))
     except RecordFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(counts, indent=2))
         return
@@ -151,16 +145,16 @@ def convert(
     from forenx.data.io import write_records
 
     if dataset not in CONVERTERS:
-        _fail(f"unknown dataset {dataset!r}; choose one of {', '.join(sorted(CONVERTERS))}")
+        fail(f"unknown dataset {dataset!r}; choose one of {', '.join(sorted(CONVERTERS))}")
     options = {}
     if mask_dir is not None:
         if dataset != "synthscars" or root is None:
-            _fail("--mask-dir works with --from synthscars and needs --root")
+            fail("--mask-dir works with --from synthscars and needs --root")
         options = {"mask_dir": mask_dir}
     try:
         result = run_converter(dataset, src, image_prefix=image_prefix, split=split, root=root, **options)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     written = write_records(result.records, out)
     console = _console()
     for skipped in result.skipped:
@@ -181,11 +175,11 @@ def export(
     from forenx.data.export import export_file
 
     if not file.is_file():
-        _fail(f"file {str(file)!r} not found")
+        fail(f"file {str(file)!r} not found")
     try:
         count = export_file(file, out)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _console().print(f"wrote {count} images in AnomReason format to {out}", markup=False)
 
 

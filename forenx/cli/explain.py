@@ -17,9 +17,11 @@ import glob
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from forenx.cli.errors import fail
 
 from forenx.images import IMAGE_EXTENSIONS
 
@@ -71,15 +73,6 @@ def _output_name(image: str, used: set[str], suffix: str) -> str:
     return name
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    from rich.console import Console
-    from rich.markup import escape
-
-    # Escaped: a path or value with brackets ("scan[1].jpg") is not markup.
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", markup=True)
-    raise typer.Exit(code)
-
-
 def explain(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) and globs.",
                                                show_default=False)],
@@ -105,15 +98,15 @@ def explain(
     from forenx.inference.report import print_reports, render_html, render_json, render_markdown, write_report
 
     if report_format not in _SUFFIX:
-        _fail(f"--format {report_format!r} is not one of {', '.join(_SUFFIX)}")
+        fail(f"--format {report_format!r} is not one of {', '.join(_SUFFIX)}")
     if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-        _fail(f"--device {device!r}: use cpu or cuda")
+        fail(f"--device {device!r}: use cpu or cuda")
     images, warnings = expand_paths(paths)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     for warning in warnings:
         stderr.print(f"warning: {warning}", markup=False)
     if not images:
-        _fail("no images to explain: " + "; ".join(warnings or ["no paths given"]), code=1)
+        fail("no images to explain: " + "; ".join(warnings or ["no paths given"]), code=1)
 
     import torch
     from transformers.utils import logging as transformers_logging
@@ -125,13 +118,13 @@ def explain(
     if seed is not None:
         torch.manual_seed(seed)
     if device == "cuda" and not torch.cuda.is_available():
-        _fail("--device cuda: no CUDA device is available here; use --device cpu")
+        fail("--device cuda: no CUDA device is available here; use --device cpu")
     try:
         explainer = Explainer.from_pretrained(model, device=device, batch_size=batch_size,
                                               max_new_tokens=max_new_tokens, evidence=not no_evidence,
                                               do_sample=sample, temperature=temperature, seed=seed)
     except (OSError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     stdout = Console(highlight=False, soft_wrap=False)
     used_names: set[str] = set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from forenx.cli.errors import fail
+
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -93,8 +95,7 @@ def calibrate(
         result = fit(model, data_file, split or None, data_root=data_root, batch_size=batch_size, limit=limit,
                      write=not dry_run)
     except (CalibrationError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {escape(str(error))}")
-        raise typer.Exit(2) from None
+        fail(error)
     for failure in result["failed"]:
         console.print(f"[yellow]skipped[/yellow] {escape(str(failure['id']))}: {escape(str(failure['error']))}")
     table = Table(title=f"{result['n']} records of split {result['split']!r}")

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from forenx.cli.errors import fail
+
 
 def release_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder: a full model or a PEFT adapter, with its "
@@ -57,8 +59,7 @@ def release_command(
                              base_models=base_model or (), datasets=dataset or (), license=license,
                              max_shard_size=max_shard_size, dtype=dtype, verify=verify, push=push, private=private)
     except ReleaseError as error:
-        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(error, code=1)
     say(f"Released [bold]{escape(repo_id)}[/] ({result.mode}) to {escape(str(result.folder))}: "
         f"{len(result.files)} files.")
     if result.merge_max_abs_diff is not None:

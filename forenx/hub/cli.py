@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from forenx.cli.errors import fail
+
 
 def push_dataset_command(
     folder: Annotated[Path, typer.Argument(help="Data folder: record files (*.jsonl), their images, and a README.md "
@@ -25,7 +27,6 @@ def push_dataset_command(
     try:
         url = push_dataset(folder, repo_id, private=private)
     except ReleaseError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(error, code=1)
     Console().print(f"Pushed {escape(str(folder))} to dataset {escape(repo_id)}: {url}", highlight=False,
                     soft_wrap=True)

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from forenx.cli.errors import fail
+
 __all__ = ["synth_command"]
 
 
@@ -64,8 +66,7 @@ def synth_command(
                                  pinned_groups=split_groups, extra_photos=extra_photos,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(2) from None
+        fail(err)
     for reason in summary.skipped_photos:
         console.print(f"[yellow]skipped photo[/yellow] {escape(reason)}")
     # One row per kind of sample, one column per split: stays narrow with ten families.
