@@ -423,6 +423,10 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
     the calibration recorded beside ``model``, the released model)."""
     import yaml
 
+    from forenx.data.synth.photos import parse_split_groups
+
+    held_out = "; ".join(f"{split} photos: {', '.join(groups)}"
+                         for split, groups in parse_split_groups(SYNTH["pinned_groups"]).items())
     detection = (metrics or {}).get("detection", {})
     accuracy, auc = detection.get("accuracy"), detection.get("auc")
     status = ""
@@ -457,8 +461,8 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         (f"1. `forenx data synth --out runs/nano/forgerysynth --n {SYNTH['n']} --seed {SYNTH['seed']} "
          f"--size {SYNTH['size']} --variations {SYNTH['variations']} --variation-rate {SYNTH['variation_rate']} "
          f"--paired {SYNTH['paired']} --split-groups {SYNTH['pinned_groups']}` (train / val / test = 0.8 / 0.1 / 0.1, "
-         "split by photo; val photos: astronaut, coffee; test photos: camera, flower; half the training crops go through random capture variations first, and each training real is "
-         "the untouched original of one training forgery);"),
+         f"split by photo; {held_out}; half the training crops go through random capture variations first, and "
+         "each training real is the untouched original of one training forgery);"),
         (f"2. `python recipes/sft.py --config recipes/configs/nano_sft.yaml`: supervised fine-tuning of every part "
          f"({steps} steps of {batch}, 256 px unresized, patch 32, mapper loss weight "
          f"{sft_config['mapper_loss_weight']}, forensic stream of width "

@@ -114,8 +114,9 @@ def default_photos(extra: bool = False) -> list[Photo]:
     """
     photos = []
     entries = [(entry, False) for entry in DEFAULT_PHOTOS] + [(entry, True) for entry in EXTRA_PHOTOS if extra]
+    roots = {package: _package_dir(package) for (package, *_), _ in entries}
     for (package, filename, group, license_), is_extra in entries:
-        root = _package_dir(package)
+        root = roots[package]
         if root is None:
             hint = " (pip install 'forenx[photos]')" if is_extra else ""
             raise FileNotFoundError(f"{package} is not installed{hint}; it ships the photo {filename}. Install it "
@@ -280,8 +281,10 @@ def split_groups(groups: list[str], fractions: dict[str, float], seed: int,
     if len(free) < len(names):
         raise ValueError(f"{len(free)} photo group(s) cannot fill {len(names)} disjoint splits "
                          f"({', '.join(names)}); add photos or pass fewer splits, e.g. --splits train=1")
-    counts = _largest_remainder(len(free), [fractions[n] / sum(fractions[m] for m in names) for n in names]
-                                ) if names else []
+    weights = [fractions[n] for n in names]
+    if pinned and names:  # the unpinned splits share the free groups; without pins the fractions stay exact
+        weights = [w / sum(weights) for w in weights]
+    counts = _largest_remainder(len(free), weights)
     for minimum in (1, 2):
         for i in range(len(names)):
             while counts[i] < minimum:
