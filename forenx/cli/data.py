@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from forenx.cli.errors import fail
+from forenx.console import fail
 
 app = typer.Typer(no_args_is_help=True)
 

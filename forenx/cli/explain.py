@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from forenx.cli.errors import fail
+from forenx.console import fail
 
 from forenx.images import IMAGE_EXTENSIONS
 

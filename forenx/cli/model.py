@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from forenx.cli.errors import fail
+from forenx.console import fail
 
 app = typer.Typer(no_args_is_help=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from forenx.cli.errors import fail
+from forenx.console import fail
 
 
 def push_dataset_command(

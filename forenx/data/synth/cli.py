@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from forenx.cli.errors import fail
+from forenx.console import fail
 
 __all__ = ["synth_command"]
 

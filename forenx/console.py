@@ -1,4 +1,8 @@
-"""The one way a `forenx` command reports a user error and exits."""
+"""The one way a `forenx` command reports a user error and exits.
+
+A top-level module, not part of forenx.cli: importing forenx.cli registers every command, and the
+command modules outside it (forenx.hub.cli, forenx.data.synth.cli) are imported from there.
+"""
 
 from __future__ import annotations
 
