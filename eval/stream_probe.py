@@ -44,18 +44,30 @@ from forenx.modeling.heads import pair_ranking_loss
 FAMILIES = list(FAMILY_NAMES)
 
 
-def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False) -> dict[str, Any]:
+def dihedral(images: torch.Tensor, view: int) -> torch.Tensor:
+    """``images`` ``(..., H, W)`` turned by ``view % 4`` quarter turns, then mirrored when ``view >= 4``: views 0-7
+    are the 8 symmetries of the square (a 256 px side keeps the 8 x 8 block grid on the block grid)."""
+    turned = torch.rot90(images, view % 4, (-2, -1))
+    return turned.flip(-1) if view >= 4 else turned
+
+
+def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, views: int = 1) -> dict[str, Any]:
     """The records of ``split`` in ``data/records.jsonl``: maps (with the JPEG maps when ``jpeg``), labels, family
-    index (-1: real), photo, pair key."""
+    index (-1: real), photo, pair key. With ``views`` > 1 also the maps of the first ``views`` :func:`dihedral`
+    views of every image (``view_maps``; test-time augmentation: the score is the mean logit over them)."""
     records = [r for r in read_records(data / "records.jsonl") if r.split == split]
     if not records:
         raise SystemExit(f"stream_probe: {data / 'records.jsonl'} has no records in split {split!r}")
     maps, masks, images = [], [], []
+    view_maps: list[list[torch.Tensor]] = [[] for _ in range(1, views)]
     for start in range(0, len(records), chunk):
         pixels = np.stack([np.asarray(load_image(resolve_in_root(data, r.image)), dtype=np.uint8)
                            for r in records[start:start + chunk]])
         with torch.no_grad():
-            maps.append(stream_maps(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255, jpeg))
+            unit = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+            maps.append(stream_maps(unit, jpeg))
+            for view, kept in enumerate(view_maps, 1):
+                kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg))
         images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         for r in records[start:start + chunk]:
             side = pixels.shape[1]
@@ -67,7 +79,8 @@ def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False) -> d
     codes = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     return {"maps": torch.cat(maps), "pixels": torch.cat(images), "masks": torch.stack(masks), "fake": torch.tensor([r.label == "fake" for r in records], dtype=torch.float32),
             "family": torch.tensor(family), "photo": [str(r.meta.get("photo", "?")) for r in records],
-            "keys": keys, "pair_ids": torch.tensor([codes[k] for k in keys]), "size": int(pixels.shape[1])}
+            "keys": keys, "pair_ids": torch.tensor([codes[k] for k in keys]), "size": int(pixels.shape[1]),
+            "view_maps": [torch.cat(kept) for kept in view_maps]}
 
 
 def _auc(truth: Sequence[float], score: Sequence[float]) -> float | None:
@@ -81,10 +94,19 @@ def _fmt(value: float | None) -> str:
 
 @torch.no_grad()
 def score(encoder: ForensicEncoder, split: dict[str, Any]) -> dict[str, Any]:
-    """AUC of the stream's logit on ``split``: overall, per family (vs all reals), per photo."""
+    """AUC of the stream's logit on ``split``: overall, per family (vs all reals), per photo; the logits too."""
     encoder.eval()
-    logit = torch.cat([encoder.forward_maps(split["maps"][i:i + 200], split["pixels"][i:i + 200].float() / 255)[1] for i in range(0, len(split["fake"]), 200)])
+    logit = torch.zeros(len(split["fake"]))
+    for view, maps in enumerate([split["maps"], *split["view_maps"]]):
+        logit += torch.cat([encoder.forward_maps(maps[i:i + 200], dihedral(split["pixels"][i:i + 200], view).float() / 255)[1]
+                            for i in range(0, len(split["fake"]), 200)])
+    logit /= 1 + len(split["view_maps"])
     encoder.train()
+    return {**score_logits(logit, split), "logits": logit}
+
+
+def score_logits(logit: torch.Tensor, split: dict[str, Any]) -> dict[str, Any]:
+    """AUC of ``logit`` (one per image of ``split``): overall, per family (vs all reals), per photo."""
     fake, family = split["fake"], split["family"]
     real_scores = logit[fake == 0].tolist()
     families = {name: _auc([0] * len(real_scores) + [1] * int((family == i).sum()),
@@ -180,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="width of the learned full-resolution residual branch (0: none)")
     parser.add_argument("--jpeg", action="store_true", help="the stream also reads the JPEG quantization maps "
                         "(forensic_jpeg)")
+    parser.add_argument("--views", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
+                        help="test-time augmentation: score each eval image as the mean logit over this many of "
+                             "its 8 rotations / mirror images (1: the image alone)")
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--eval-splits", nargs="+", default=["val", "test"])
     parser.add_argument("--select", default="val", help="split whose AUC picks the reported step")
@@ -192,17 +217,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     start = time.time()
     train = load_split(args.data, "train", jpeg=args.jpeg)
-    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg) for name in args.eval_splits}
+    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg, views=args.views)
+             for name in args.eval_splits}
     print(f"maps of {len(train['fake']) + sum(len(s['fake']) for s in evals.values())} images: "
           f"{time.time() - start:.0f} s", flush=True)
     runs = [train_one(train, evals, args, seed) for seed in args.seeds]
+    # The seeds' streams as one ensemble: the mean of their logits at each one's selected step.
+    ensemble = {name: score_logits(torch.stack([r[name]["logits"] for r in runs]).mean(0), split)
+                for name, split in evals.items()}
+    for run in runs:
+        for name in args.eval_splits:
+            run[name].pop("logits")
     result = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "runs": runs, "summary": summary(runs, args.eval_splits)}
+              "runs": runs, "summary": summary(runs, args.eval_splits), "ensemble": ensemble}
     for split, s in result["summary"].items():
         each = ", ".join(f"{_fmt(r[split]['auc'])} (step {r['step']})" for r in runs)
         print(f"{split}: AUC {_fmt(s['auc']['mean'])} +- {s['auc']['std']:.3f} over {len(runs)} seed(s): {each}")
         print("  families: " + ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in s["families"].items()))
         print("  photos: " + ", ".join(f"{k} {_fmt(v['mean'])}" for k, v in s["photos"].items()))
+        if len(runs) > 1:
+            e = ensemble[split]
+            print(f"  ensemble of the {len(runs)} seeds (mean logit): AUC {_fmt(e['auc'])}; families: "
+                  + ", ".join(f"{k} {_fmt(v)}" for k, v in e["families"].items())
+                  + "; photos: " + ", ".join(f"{k} {_fmt(v)}" for k, v in e["photos"].items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))

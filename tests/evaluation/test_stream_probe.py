@@ -37,7 +37,8 @@ def test_probe_learns_the_training_split_and_reports_every_figure(synth, tmp_pat
     result = probe.main(["--data", str(synth), "--seeds", "0", "1", "--steps", "80", "--batch", "8",
                          "--eval-every", "40", "--eval-splits", "train", "val", "--select", "train",
                          "--lr", "3e-3", "--out", str(out)])
-    assert json.loads(out.read_text())["summary"] == result["summary"]
+    written = json.loads(out.read_text())
+    assert written["summary"] == result["summary"] and written["ensemble"] == result["ensemble"]
     runs = result["runs"]
     assert [r["step"] in (40, 80) for r in runs] == [True, True]
     assert all(r["train"]["auc"] > 0.85 for r in runs), [r["train"]["auc"] for r in runs]
@@ -48,6 +49,26 @@ def test_probe_learns_the_training_split_and_reports_every_figure(synth, tmp_pat
             figures = [run[split]["auc"], *run[split]["families"].values(), *run[split]["photos"].values()]
             assert all(f is None or 0.0 <= f <= 1.0 for f in figures)
         assert set(run["val"]["families"]) <= set(probe.FAMILIES) and run["val"]["photos"]
+        assert "logits" not in run["train"]
+    # The two seeds' streams as one ensemble (mean logit), scored like each seed.
+    assert result["ensemble"]["train"]["auc"] > 0.85 and set(result["ensemble"]["val"]) == {"auc", "families", "photos"}
+
+
+def test_dihedral_views_are_the_eight_symmetries_and_score_as_their_mean_logit(synth):
+    probe = _probe()
+    image = torch.arange(16.0).view(1, 4, 4)
+    views = [probe.dihedral(image, v) for v in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert torch.equal(probe.dihedral(image, 4), image.flip(-1)) and torch.equal(probe.dihedral(image, 2), image.flip(-1).flip(-2))
+    split = probe.load_split(synth, "val", views=3)
+    assert len(split["view_maps"]) == 2 and split["view_maps"][0].shape == split["maps"].shape
+    torch.manual_seed(0)
+    encoder = probe.ForensicEncoder(8, out_dim=8, grid=2, image_size=64, groups=len(probe.FAMILIES))
+    scored = probe.score(encoder, split)["logits"]
+    each = [encoder.eval().forward_maps(maps, probe.dihedral(split["pixels"], v).float() / 255)[1]
+            for v, maps in enumerate([split["maps"], *split["view_maps"]])]
+    assert torch.allclose(scored, torch.stack(each).mean(0), atol=1e-5)
+    assert not torch.allclose(each[0], each[1])  # the views are different inputs
 
 
 def test_probe_refuses_a_selection_split_it_does_not_score(synth):
