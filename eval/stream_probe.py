@@ -13,7 +13,9 @@ label, :func:`~forenx.modeling.heads.pair_ranking_loss` on each forgery and its 
 cross-entropy on the family. The maps (:func:`~forenx.modeling.forensic.stream_maps`, no weights) are
 computed once. Every ``--eval-every`` steps it scores the eval splits; the step with the best AUC on
 ``--select`` (val) is reported, like ``load_best_model_at_end``. For every seed and split: AUC, each
-family's AUC against all the split's reals, each photo's AUC; then the mean and spread over seeds.
+family's AUC against all the split's reals, each photo's AUC; then the mean and spread over seeds, and
+the same figures for the seeds' streams as one ensemble (the mean of their logits). ``--views N`` scores
+every eval image as the mean logit over N of its 8 rotations and mirror images.
 
     python eval/stream_probe.py --data runs/nano/forgerysynth --seeds 0 1 2 --out runs/probe.json
 """
