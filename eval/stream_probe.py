@@ -65,12 +65,12 @@ def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, view
     for start in range(0, len(records), chunk):
         pixels = np.stack([np.asarray(load_image(resolve_in_root(data, r.image)), dtype=np.uint8)
                            for r in records[start:start + chunk]])
+        images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         with torch.no_grad():
-            unit = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+            unit = images[-1].float() / 255
             maps.append(stream_maps(unit, jpeg))
             for view, kept in enumerate(view_maps, 1):
                 kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg))
-        images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         for r in records[start:start + chunk]:
             side = pixels.shape[1]
             mask = (np.asarray(Image.open(resolve_in_root(data, r.mask)).convert("L"), dtype=np.float32) / 255
