@@ -22,7 +22,6 @@ from typing import Annotated
 import typer
 
 from forenx.console import fail
-
 from forenx.images import IMAGE_EXTENSIONS
 
 __all__ = ["expand_paths", "register"]
