@@ -2,7 +2,8 @@
 
 Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, random weights) twice,
 without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
-the same run; then the forensic maps alone and the duplicate hash alone. Prints ms per image and
+the same run (the recipe's stream settings, JPEG maps included when it has them); then the forensic
+maps alone, the duplicate hash alone and the JPEG quantization maps alone. Prints ms per image and
 the ratio with / without. Figures only; nothing is asserted.
 
     python bench/forensic.py                  # batch 16, 5 timed repeats, 2 threads
@@ -20,7 +21,7 @@ import torch
 import yaml
 
 from forenx.modeling import tiny_model
-from forenx.modeling.forensic import duplicate_maps, forensic_maps
+from forenx.modeling.forensic import duplicate_maps, forensic_maps, jpeg_grid_maps
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -45,22 +46,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = yaml.safe_load(NANO.read_text())["tiny_overrides"]
-    width = args.width
+    # The recipe's stream settings (width, JPEG maps, verdict, name head) go on or off together.
+    base = {k: v for k, v in overrides.items() if not k.startswith("forensic_")}
+    stream = {**{k: v for k, v in overrides.items() if k.startswith("forensic_")}, "forensic_width": args.width}
     pixels = torch.rand(args.batch, 3, overrides["image_size"], overrides["image_size"])
     print(f"nano shape, {args.batch} images of {overrides['image_size']} px, {args.threads} thread(s)")
     per_image = {}
-    for name, extra in (("without the stream", {}), (f"with the stream (width {width})", {"forensic_width": width})):
-        model, _ = tiny_model(seed=0, **overrides, **extra)
+    label = f"with the stream (width {args.width}{', JPEG maps' if stream.get('forensic_jpeg') else ''})"
+    for name, config in (("without the stream", base), (label, {**base, **stream})):
+        model, _ = tiny_model(seed=0, **config)
         model.eval()
         seconds = median_seconds(lambda m=model: m.model.get_image_features(pixels), args.repeats)
         per_image[name] = seconds / args.batch
-        print(f"  image features {name:28s} {1000 * per_image[name]:8.2f} ms/image")
+        print(f"  image features {name:40s} {1000 * per_image[name]:8.2f} ms/image")
     without, with_stream = per_image.values()
     print(f"  ratio with / without: {with_stream / without:.2f}x")
     maps = median_seconds(lambda: forensic_maps(pixels), args.repeats) / args.batch
     dup = median_seconds(lambda: duplicate_maps((pixels * 255).round()), args.repeats) / args.batch
-    print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms")
-
+    jpeg = median_seconds(lambda: jpeg_grid_maps(pixels), args.repeats) / args.batch
+    print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
+          f"JPEG quantization maps {1000 * jpeg:.2f} ms/image")
 
 if __name__ == "__main__":
     main()

@@ -242,10 +242,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             print(f"  ensemble of the {len(runs)} seeds (mean logit): AUC {_fmt(e['auc'])}; families: "
                   + ", ".join(f"{k} {_fmt(v)}" for k, v in e["families"].items())
                   + "; photos: " + ", ".join(f"{k} {_fmt(v)}" for k, v in e["photos"].items()))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result)
     return result
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> None:
+    """``--out``: every figure as JSON at ``path`` (nothing when None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -114,7 +114,8 @@ def _architecture(config) -> str:
                f"phases) on the 8 px block grid"
                + (f" and a learned full-resolution residual branch of width {config.forensic_residual} (zero-sum 5 x 5 "
                   "filters)" if getattr(config, "forensic_residual", 0) else "")
-               + (" and 2 JPEG quantization maps (luma DC steps on the image's own and on shifted 8 x 8 grids)"
+               + (" and 4 JPEG quantization maps (luma DC steps and zeroed AC coefficients on the image's own and on "
+                  "shifted 8 x 8 grids)"
                   if getattr(config, "forensic_jpeg", False) else "")
                + f", read by a conv net of width {config.forensic_width} into the fused "
                f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})"

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from forenx.data.synth import synthesize
-
-SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "stream_probe.py"
+from forenx.modeling.forensic import JPEG_CHANNELS
+from tests.scripts import load_script
 
 
 def _probe():
-    spec = importlib.util.spec_from_file_location("stream_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("eval/stream_probe.py")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +85,7 @@ def test_probe_with_the_residual_branch_the_jpeg_maps_the_mask_loss_and_separate
     fakes = train["fake"] == 1
     assert train["masks"].shape == (len(fakes), 8, 8) and train["pixels"].dtype == torch.uint8
     assert train["masks"][~fakes].sum() == 0 and (train["masks"][fakes].flatten(1).amax(1) > 0).all()
-    assert probe.load_split(synth, "train", jpeg=True)["maps"].shape[1] == train["maps"].shape[1] + 2
+    assert probe.load_split(synth, "train", jpeg=True)["maps"].shape[1] == train["maps"].shape[1] + JPEG_CHANNELS
     result = probe.main(["--data", str(synth), "--eval-data", str(other), "--seeds", "0", "--steps", "4",
                          "--batch", "8", "--eval-every", "2", "--residual", "4", "--jpeg", "--mask-weight", "1",
                          "--eval-splits", "test", "--select", "test"])

@@ -239,4 +239,4 @@ def test_card_describes_the_forensic_streams_inputs():
     plain = _architecture(tiny_model(seed=0, forensic_width=8)[0].config)
     assert "Forensic stream" in plain and "residual branch" not in plain and "JPEG quantization" not in plain
     full = _architecture(tiny_model(seed=0, forensic_width=8, forensic_residual=8, forensic_jpeg=True)[0].config)
-    assert "residual branch of width 8" in full and "2 JPEG quantization maps" in full
+    assert "residual branch of width 8" in full and "4 JPEG quantization maps" in full
