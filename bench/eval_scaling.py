@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def machine_ceiling() -> float:
     return 2 * alone / max(run(2))
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=768, help="ForgerySynth samples evaluated per run")
     parser.add_argument("--size", type=int, default=64, help="side of the ForgerySynth images in pixels")
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of (1 process, 2 processes)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the model, data and runs (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="forenx-eval-scaling-"))
     model, records = prepare(work, args.n, args.size)

@@ -25,6 +25,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ def run_case(name, model, processor, images, max_new_tokens, batch_sizes, repeat
     return rows
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, processor = tiny_model()
     images = make_images(args.images)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -37,13 +38,13 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--width", type=int, default=64, help="forensic_width of the stream")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = yaml.safe_load(NANO.read_text())["tiny_overrides"]
     # The recipe's stream settings (width, JPEG maps, verdict, name head) go on or off together.

@@ -26,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,7 @@ def check_bert_score(encoder: Path, layer: int, n_images: int) -> dict:
     return row
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--baseline-images", type=int, default=10, help="sentence scorer baseline images")
@@ -176,7 +177,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
     parser.add_argument("--check-bert-score", action="store_true")
     parser.add_argument("--skip", nargs="*", default=[], choices=["sentence", "bertscore", "fixture"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     preds, gts = synthetic(args.images)
     rows = []

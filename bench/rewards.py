@@ -28,6 +28,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def make_completions(references: list[list[dict]], n: int, group: int, seed: int
     return completions, refs_per_completion
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--completions", type=int, default=1000)
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (num_generations)")
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default=None, help="encoder device (default: cuda when available)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as folder:

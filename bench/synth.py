@@ -12,17 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Sequence
 
 from forenx.data.synth import synthesize
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="samples to write")
     parser.add_argument("--size", type=int, default=256, help="crop side in pixels")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as out:

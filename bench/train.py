@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -108,7 +109,7 @@ def throughput(records: Path, name: str, overrides: dict | None, batch_size: int
             "padding_ratio": grouped / ungrouped if ungrouped else float("nan")}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="tiny,medium", help="comma-separated: tiny, medium")
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps timed per configuration")
@@ -118,7 +119,7 @@ def main() -> None:
     parser.add_argument("--preset", action="store_true", help="medium = the real 'medium' preset (GPU-sized)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     torch.set_num_threads(options.threads)
     records = Path(options.data) / "records.jsonl"
     if not records.is_file():
