@@ -22,6 +22,7 @@ from forenx.modeling.forensic import (
     forensic_maps,
     jpeg_grid_maps,
     stream_maps,
+    window_dct,
 )
 from forenx.modeling.heads import prefix_ends
 
@@ -338,3 +339,15 @@ def test_forensic_verdict_puts_the_stream_logit_into_the_verdict_slot(images):
     out.mapper_loss.backward()
     head = model.model.fusion.forensic.head.weight
     assert head.grad is not None and head.grad.abs().sum() > 0
+
+
+def test_window_dct_is_jpegs_forward_dct_of_every_window():
+    """Each 8 x 8 window's coefficients are scipy's orthonormal 2-D DCT-II of it (JPEG's FDCT), channel 8 u + v."""
+    from scipy.fft import dctn
+
+    luma = torch.rand(1, 1, 12, 14, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 255
+    coefficients = window_dct(luma)
+    assert tuple(coefficients.shape) == (1, 64, 5, 7)
+    for y, x in ((0, 0), (3, 5), (4, 6)):
+        reference = dctn(luma[0, 0, y:y + 8, x:x + 8].numpy(), norm="ortho")  # [v (rows), u (columns)]
+        assert np.allclose(coefficients[0, :, y, x].view(8, 8).numpy(), reference.T, atol=1e-9)
