@@ -183,8 +183,8 @@ def window_dct(luma: torch.Tensor) -> torch.Tensor:
 
     >>> image = torch.rand(1, 1, 8, 8) * 255
     >>> coefficients = window_dct(image)
-    >>> tuple(coefficients.shape), round(coefficients[0, 0, 0, 0].item() / 8 - image.mean().item(), 3)
-    ((1, 64, 1, 1), 0.0)
+    >>> tuple(coefficients.shape), abs(coefficients[0, 0, 0, 0].item() / 8 - image.mean().item()) < 1e-3  # DC: 8 x mean
+    ((1, 64, 1, 1), True)
     >>> bool(torch.isclose(coefficients.square().sum(), image.square().sum()))  # orthonormal: energy kept
     True
     """
