@@ -196,11 +196,6 @@ def window_dct(luma: torch.Tensor) -> torch.Tensor:
     return F.conv2d(rows, cosines.repeat(BLOCK, 1).view(BLOCK * BLOCK, 1, BLOCK, 1), groups=BLOCK)
 
 
-def _relative_log(maps: torch.Tensor) -> torch.Tensor:
-    maps = maps.clamp_min(1e-4).log()
-    return maps - maps.flatten(2).median(2).values[..., None, None]
-
-
 def jpeg_grid_maps(pixel_values: torch.Tensor, pool: int = 7, zero_pool: int = 5) -> torch.Tensor:
     """JPEG quantization on the 8 x 8 grids of ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 4, H/8, W/8)``.
 
@@ -253,7 +248,7 @@ def jpeg_grid_maps(pixel_values: torch.Tensor, pool: int = 7, zero_pool: int = 5
     zeros = F.avg_pool2d(zeros, zero_pool, 1, zero_pool // 2, count_include_pad=False)
     zeros = zeros - zeros.mean(1, keepdim=True)
     zero_maps = torch.stack([zeros[:, 1:].amax(1), zeros[:, 0]], 1)
-    return torch.cat([_relative_log(dc_maps), _relative(zero_maps)], 1)
+    return _relative(torch.cat([dc_maps.clamp_min(1e-4).log(), zero_maps], 1))
 
 
 def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False) -> torch.Tensor:
