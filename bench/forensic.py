@@ -68,5 +68,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
           f"JPEG quantization maps {1000 * jpeg:.2f} ms/image")
 
+
 if __name__ == "__main__":
     main()
