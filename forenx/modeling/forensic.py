@@ -32,12 +32,15 @@ exact 8-bit values, which bfloat16 would not keep).
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "ResidualBranch", "duplicate_maps",
-           "forensic_maps", "jpeg_grid_maps", "stream_maps", "window_dct"]
+__all__ = ["BLOCK", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache", "ResidualBranch",
+           "duplicate_maps", "forensic_maps", "jpeg_grid_maps", "stream_maps", "use_map_cache", "window_dct"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
 BLOCK = 8
@@ -257,6 +260,77 @@ def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False) -> torch.Tensor:
     return torch.cat([maps, jpeg_grid_maps(pixel_values)], 1) if jpeg else maps
 
 
+class MapCache:
+    """The :func:`stream_maps` of images already seen, by a hash of their pixels: training passes over
+    the same images every epoch (and evaluates the same ones at every evaluation), and the maps have no
+    weights, so each image's maps are computed once. At most ``capacity`` images are kept, the least
+    recently used dropped first; an image's maps take ``(27 + 4 jpeg) x (S / 8)^2`` floats (127 KB at
+    256 px with the JPEG maps). Each image is computed alone or in a batch of misses: the maps of
+    an image never depend on the rest of its batch, so a hit returns what a fresh computation would.
+
+    >>> cache = MapCache(capacity=8)
+    >>> images = torch.rand(2, 3, 32, 32)
+    >>> first = cache.maps(images, jpeg=False)
+    >>> second = cache.maps(images.flip(0), jpeg=False)  # the same two images, in the other order
+    >>> bool(torch.equal(second, first.flip(0))), (cache.hits, cache.misses)
+    (True, (2, 2))
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"MapCache: capacity={capacity} must be at least 1 image")
+        self.capacity = capacity
+        self.hits = self.misses = 0
+        self._maps: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def __deepcopy__(self, memo: dict) -> MapCache:
+        # A copied model (a reference model, an EMA copy) starts with its own empty cache.
+        return MapCache(self.capacity)
+
+    @staticmethod
+    def key(image: torch.Tensor, jpeg: bool) -> bytes:
+        """The hash of one image ``(3, H, W)``'s exact values, shape and dtype, and of ``jpeg``."""
+        values = image.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy()
+        digest = hashlib.blake2b(values.tobytes(), digest_size=16)
+        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg}".encode())
+        return digest.digest()
+
+    def maps(self, pixel_values: torch.Tensor, jpeg: bool) -> torch.Tensor:
+        """:func:`stream_maps` of ``pixel_values`` ``(B, 3, H, W)``, from the cache where it holds them."""
+        keys = [self.key(image, jpeg) for image in pixel_values]
+        missing = list({key: index for index, key in enumerate(keys) if key not in self._maps}.values())
+        found = {}
+        if missing:
+            fresh = stream_maps(pixel_values[missing], jpeg)
+            for row, index in enumerate(missing):
+                found[keys[index]] = fresh[row].cpu().clone()  # not a view that keeps the whole batch alive
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        rows = []
+        for key in keys:
+            if key in self._maps:
+                self._maps.move_to_end(key)
+                rows.append(self._maps[key])
+            else:
+                rows.append(found[key])
+        self._maps.update(found)
+        while len(self._maps) > self.capacity:
+            self._maps.popitem(last=False)
+        return torch.stack(rows).to(pixel_values.device)
+
+
+def use_map_cache(model: nn.Module, capacity: int) -> int:
+    """Give every :class:`ForensicEncoder` in ``model`` a :class:`MapCache` of ``capacity`` images (0: no
+    cache); returns how many encoders there were (0: the model has no forensic stream)."""
+    encoders = [module for module in model.modules() if isinstance(module, ForensicEncoder)]
+    for encoder in encoders:
+        encoder.map_cache = MapCache(capacity) if capacity else None
+    return len(encoders)
+
+
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride, 1),
                          nn.GroupNorm(4, out_channels), nn.GELU())
@@ -310,6 +384,8 @@ class ForensicEncoder(nn.Module):
         super().__init__()
         self.grid = grid
         self.jpeg = jpeg
+        #: Maps of images already seen (:func:`use_map_cache`; training sets it); None computes them every time.
+        self.map_cache: MapCache | None = None
         side, strides = image_size // BLOCK, []
         for _ in range(2):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
@@ -330,7 +406,10 @@ class ForensicEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            maps = stream_maps(pixel_values, self.jpeg)
+            if self.map_cache is not None:
+                maps = self.map_cache.maps(pixel_values, self.jpeg)
+            else:
+                maps = stream_maps(pixel_values, self.jpeg)
         return self.forward_maps(maps, pixel_values)
 
     def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from forenx.modeling.builder import build_model, lm_4bit_config, tiny_model
+from forenx.modeling.forensic import use_map_cache
 from forenx.modeling.modeling import ForenXForConditionalGeneration
 from forenx.modeling.processing import ForenXProcessor
 from forenx.training.run_config import RUN_CONFIG_NAME, read_run_config
@@ -34,7 +35,8 @@ from forenx.training.run_config import RUN_CONFIG_NAME, read_run_config
 if TYPE_CHECKING:  # the settings module imports transformers' Trainer stack (peft, bitsandbytes)
     from forenx.training.config import ModelArguments
 
-__all__ = ["FullWeightsReload", "build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config"]
+__all__ = ["FullWeightsReload", "build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config",
+           "use_forensic_map_cache"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -108,6 +110,15 @@ def build_base_model(args: ModelArguments) -> tuple[ForenXForConditionalGenerati
     ``args.load_in_4bit`` (bitsandbytes NF4; towers, fusion and projector stay unquantised)."""
     with _without_zero3_init():
         return _build_base_model(args)
+
+
+def use_forensic_map_cache(model: torch.nn.Module, args: ModelArguments) -> None:
+    """Give the model's forensic stream the map cache ``args.forensic_map_cache`` asks for (training)."""
+    from forenx.training.config import SFTConfigError
+
+    if args.forensic_map_cache and not use_map_cache(model, args.forensic_map_cache):
+        raise SFTConfigError(f"forensic_map_cache={args.forensic_map_cache} keeps the forensic stream's maps, but the "
+                             "model has no forensic stream (forensic_width); set forensic_map_cache 0.")
 
 
 def _build_base_model(args: ModelArguments) -> tuple[ForenXForConditionalGeneration, ForenXProcessor]:

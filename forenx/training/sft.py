@@ -40,7 +40,7 @@ from forenx.data.records import Record
 from forenx.data.validate import require_valid
 from forenx.modeling.heads import pair_ranking_loss, verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
-from forenx.training.checkpoint import FullWeightsReload, build_base_model
+from forenx.training.checkpoint import FullWeightsReload, build_base_model, use_forensic_map_cache
 from forenx.training.config import (
     DataArguments,
     ForenXSFTConfig,
@@ -303,6 +303,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, sft_args
     with sft_args.main_process_first(local=False, desc="ForgerySynth data"):
         ensure_synth(data_args)
     base_model, processor = build_base_model(model_args)
+    use_forensic_map_cache(base_model, model_args)
     paired = sft_args.forensic_pair_weight > 0
     if paired and not base_model.config.forensic_width:
         raise SFTConfigError("forensic_pair_weight > 0 ranks the forensic stream's logits, but the model has no "

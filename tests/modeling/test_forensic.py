@@ -17,11 +17,13 @@ from forenx.modeling.forensic import (
     JPEG_CHANNELS,
     MAP_NAMES,
     ForensicEncoder,
+    MapCache,
     ResidualBranch,
     duplicate_maps,
     forensic_maps,
     jpeg_grid_maps,
     stream_maps,
+    use_map_cache,
     window_dct,
 )
 from forenx.modeling.heads import prefix_ends
@@ -351,3 +353,61 @@ def test_window_dct_is_jpegs_forward_dct_of_every_window():
     for y, x in ((0, 0), (3, 5), (4, 6)):
         reference = dctn(luma[0, 0, y:y + 8, x:x + 8].numpy(), norm="ortho")  # [v (rows), u (columns)]
         assert np.allclose(coefficients[0, :, y, x].view(8, 8).numpy(), reference.T, atol=1e-9)
+
+
+def test_map_cache_returns_what_a_fresh_computation_gives_and_keeps_the_most_recent():
+    torch.manual_seed(0)
+    images = torch.rand(5, 3, 64, 64)
+    images[3] = images[1]  # the same image twice in one batch is computed once
+    fresh = stream_maps(images, jpeg=True)
+    cache = MapCache(capacity=3)
+    first = cache.maps(images[:4], jpeg=True)
+    assert (cache.misses, cache.hits, len(cache)) == (3, 1, 3)
+    assert torch.allclose(first, fresh[:4], atol=1e-5)  # each image alone or in a batch: the same maps
+    again = cache.maps(images[[2, 1, 0]], jpeg=True)
+    assert (cache.misses, cache.hits) == (3, 4) and torch.equal(again, first[[2, 1, 0]])
+    cache.maps(images[4:], jpeg=True)  # a fourth image drops the least recently used one (image 2)
+    assert len(cache) == 3 and cache.key(images[2], True) not in cache._maps
+    assert cache.key(images[0], True) in cache._maps and cache.key(images[1], True) in cache._maps
+    # Without the JPEG maps an image is another entry (other channels), never a wrong hit.
+    assert cache.maps(images[:1], jpeg=False).shape[1] == FORENSIC_CHANNELS and cache.misses == 5
+    with pytest.raises(ValueError, match="capacity=0"):
+        MapCache(0)
+
+
+def test_map_cache_keys_on_the_exact_values_and_copies_start_empty():
+    import copy
+
+    image = torch.rand(3, 32, 32)
+    nudged = image.clone()
+    nudged[0, 0, 0] += 1 / 255
+    assert MapCache.key(image, False) != MapCache.key(nudged, False)
+    assert MapCache.key(image, False) == MapCache.key(image.clone(), False)
+    assert MapCache.key(image, False) != MapCache.key(image.to(torch.bfloat16), False)
+    cache = MapCache(4)
+    cache.maps(image[None], jpeg=False)
+    copied = copy.deepcopy(cache)
+    assert len(copied) == 0 and copied.capacity == 4 and len(cache) == 1
+
+
+def test_encoder_with_a_map_cache_gives_the_same_tokens_and_gradients(big_photo):
+    torch.manual_seed(0)
+    encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, jpeg=True)
+    pixels = _pixels(big_photo[:64, :64], big_photo[64:128, 64:128], big_photo[128:192, 192:])
+
+    def run():
+        encoder.zero_grad()
+        tokens, logit = encoder(pixels)
+        (tokens.square().mean() + logit.sum()).backward()
+        return tokens.detach(), [p.grad.clone() for p in encoder.parameters()]
+
+    plain_tokens, plain_grads = run()
+    holder = torch.nn.Sequential(encoder)
+    assert use_map_cache(holder, 16) == 1 and encoder.map_cache is not None
+    for _ in range(2):  # a miss, then a hit
+        tokens, grads = run()
+        assert torch.allclose(tokens, plain_tokens, atol=1e-5)
+        assert all(torch.allclose(g, p, atol=1e-5) for g, p in zip(grads, plain_grads))
+    assert (encoder.map_cache.misses, encoder.map_cache.hits) == (len(pixels), len(pixels))
+    assert use_map_cache(holder, 0) == 1 and encoder.map_cache is None
+    assert use_map_cache(torch.nn.Linear(2, 2), 8) == 0

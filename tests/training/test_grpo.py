@@ -197,8 +197,11 @@ def test_nano_config_trains_every_part_of_the_shipped_nano_and_saves_full_weight
         "--config", str(nano_yaml), "--model_name_or_path", str(REPO / "forenx" / "assets" / "nano"),
         "--train_file", str(synth), "--output_dir", str(out), "--report_to", "none", "--max_steps", "1",
         "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "32",
-        "--save_strategy", "no"]))
+        "--save_strategy", "no", "--forensic_map_cache", "64"]))
     assert trainer.state.global_step == 1
+    # Generation and the loss read the same 2 images (4 completions each): their maps are computed once.
+    cache = next(m.map_cache for m in trainer.model.modules() if getattr(m, "map_cache", None) is not None)
+    assert cache.misses == len(cache) == 2 and cache.hits > 0
     logged = trainer.state.log_history[0]
     assert {f"rewards/{name}_reward/mean" for name in args.reward_funcs} <= set(logged)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_model.safetensors").exists()
