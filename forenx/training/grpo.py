@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 from trl import GRPOTrainer
 
 from forenx.data.collate import render_record
@@ -252,6 +252,9 @@ def build_grpo_trainer(model_args: ModelArguments, data_args: DataArguments, grp
     train_records, train_root = _records(data_args.train_file, data_args.data_root, data_args.train_split,
                                          data_args.max_train_samples, data_args.validate_images, "train_file")
     reward_funcs = build_reward_funcs(grpo_args, scorer)  # an unknown reward fails before the model is built
+    # New weights (LoRA adapters, a built model's fusion) are drawn from the global RNG: seed it, so that
+    # `seed` fixes them as it fixes the data order (the Trainer seeds only when it is built, after them).
+    set_seed(grpo_args.seed)
     base_model, processor = build_base_model(model_args)
     use_forensic_map_cache(base_model, model_args)
     prompt_tokens = len(processor(text=[grpo_prompt(processor)], images=[load_image(train_root / train_records[0].image)],

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, Trainer
+from transformers import EvalPrediction, Trainer, set_seed
 
 from forenx.data.collate import ForensicChatCollator, chat_lengths, pair_key
 from forenx.data.io import default_root, read_records, records_to_dataset
@@ -302,6 +302,9 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, sft_args
     # One process makes a missing ForgerySynth set (shared file system); the others wait for it.
     with sft_args.main_process_first(local=False, desc="ForgerySynth data"):
         ensure_synth(data_args)
+    # New weights (LoRA adapters, a built model's fusion) are drawn from the global RNG: seed it, so that
+    # `seed` fixes them as it fixes the data order (the Trainer seeds only when it is built, after them).
+    set_seed(sft_args.seed)
     base_model, processor = build_base_model(model_args)
     use_forensic_map_cache(base_model, model_args)
     paired = sft_args.forensic_pair_weight > 0

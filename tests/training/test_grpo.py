@@ -225,3 +225,12 @@ def test_full_weight_checkpoint_reloads_with_its_towers(synth, tmp_path):
     now = trainer.model.state_dict()
     assert any("dino_tower" in k and "q_proj" in k for k in now)
     assert all(torch.equal(now[k], saved[k]) for k in saved)
+
+
+def test_seed_fixes_the_new_adapters_whatever_ran_before(synth, tmp_path):
+    first = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "a", "--seed", "3"))
+    torch.rand(10)
+    second = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "b", "--seed", "3"))
+    lora = {name: p for name, p in first.model.named_parameters() if "lora_A" in name}
+    assert lora
+    assert all(torch.equal(p, lora[name]) for name, p in second.model.named_parameters() if name in lora)

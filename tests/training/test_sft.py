@@ -224,3 +224,17 @@ def test_full_fine_tuning_with_trained_towers_resumes_and_keeps_the_best_checkpo
     if best.name != f"checkpoint-{total}":
         last = _full_weights(tmp_path / "c" / f"checkpoint-{total}")
         assert any(not torch.equal(saved[key], last[key]) for key in dino)
+
+
+def test_seed_fixes_the_new_adapters_whatever_ran_before(synth, tmp_path):
+    # The LoRA adapters are drawn from the global RNG when the model is built; the Trainer seeds it only
+    # later. build_trainer seeds it first, so one seed gives one run even after other random draws.
+    first = build_trainer(*sft_args(synth, tmp_path / "a", "--seed", "3"))
+    torch.rand(10)
+    second = build_trainer(*sft_args(synth, tmp_path / "b", "--seed", "3"))
+    other = build_trainer(*sft_args(synth, tmp_path / "c", "--seed", "4"))
+    lora = [name for name, _ in first.model.named_parameters() if "lora_A" in name]
+    assert lora
+    weights = [dict(t.model.named_parameters()) for t in (first, second, other)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in lora)
+    assert not all(torch.equal(weights[0][name], weights[2][name]) for name in lora)
