@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from forenx.modeling import tiny_model
-from forenx.modeling.forensic import duplicate_maps, forensic_maps, jpeg_grid_maps
+from forenx.modeling.forensic import boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     pixels = torch.rand(args.batch, 3, overrides["image_size"], overrides["image_size"])
     print(f"nano shape, {args.batch} images of {overrides['image_size']} px, {args.threads} thread(s)")
     per_image = {}
-    label = f"with the stream (width {args.width}{', JPEG maps' if stream.get('forensic_jpeg') else ''})"
+    extras = "".join(f", {what}" for what, key in (("JPEG maps", "forensic_jpeg"), ("boundary maps", "forensic_boundary"))
+                     if stream.get(key))
+    label = f"with the stream (width {args.width}{extras})"
     for name, config in (("without the stream", base), (label, {**base, **stream})):
         model, _ = tiny_model(seed=0, **config)
         model.eval()
@@ -65,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     maps = median_seconds(lambda: forensic_maps(pixels), args.repeats) / args.batch
     dup = median_seconds(lambda: duplicate_maps((pixels * 255).round()), args.repeats) / args.batch
     jpeg = median_seconds(lambda: jpeg_grid_maps(pixels), args.repeats) / args.batch
+    boundary = median_seconds(lambda: boundary_maps(pixels), args.repeats) / args.batch
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
-          f"JPEG quantization maps {1000 * jpeg:.2f} ms/image")
+          f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image")
 
 
 if __name__ == "__main__":

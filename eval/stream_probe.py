@@ -53,8 +53,10 @@ def dihedral(images: torch.Tensor, view: int) -> torch.Tensor:
     return turned.flip(-1) if view >= 4 else turned
 
 
-def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, views: int = 1) -> dict[str, Any]:
-    """The records of ``split`` in ``data/records.jsonl``: maps (with the JPEG maps when ``jpeg``), labels, family
+def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, views: int = 1,
+               boundary: bool = False) -> dict[str, Any]:
+    """The records of ``split`` in ``data/records.jsonl``: maps (with the JPEG maps when ``jpeg``, the boundary maps
+    when ``boundary``), labels, family
     index (-1: real), photo, pair key. With ``views`` > 1 also the maps of the first ``views`` :func:`dihedral`
     views of every image (``view_maps``; test-time augmentation: the score is the mean logit over them)."""
     records = [r for r in read_records(data / "records.jsonl") if r.split == split]
@@ -68,9 +70,9 @@ def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, view
         images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         with torch.no_grad():
             unit = images[-1].float() / 255
-            maps.append(stream_maps(unit, jpeg))
+            maps.append(stream_maps(unit, jpeg, boundary))
             for view, kept in enumerate(view_maps, 1):
-                kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg))
+                kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg, boundary))
         for r in records[start:start + chunk]:
             side = pixels.shape[1]
             mask = (np.asarray(Image.open(resolve_in_root(data, r.mask)).convert("L"), dtype=np.float32) / 255
@@ -131,7 +133,7 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
     torch.manual_seed(seed)
     encoder = ForensicEncoder(args.width, out_dim=8, grid=max(1, train["size"] // 32), image_size=train["size"],
                               groups=len(FAMILIES) if args.name_weight > 0 else 0, localize=args.mask_weight > 0,
-                              residual=args.residual, jpeg=args.jpeg)
+                              residual=args.residual, jpeg=args.jpeg, boundary=args.boundary)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     sampler = PairedRandomSampler(train["keys"], args.batch, seed)
@@ -204,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="width of the learned full-resolution residual branch (0: none)")
     parser.add_argument("--jpeg", action="store_true", help="the stream also reads the JPEG quantization maps "
                         "(forensic_jpeg)")
+    parser.add_argument("--boundary", action="store_true", help="the stream also reads the fine-detail boundary "
+                        "maps (forensic_boundary)")
     parser.add_argument("--views", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
                         help="test-time augmentation: score each eval image as the mean logit over this many of "
                              "its 8 rotations / mirror images (1: the image alone)")
@@ -218,8 +222,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    train = load_split(args.data, "train", jpeg=args.jpeg)
-    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg, views=args.views)
+    train = load_split(args.data, "train", jpeg=args.jpeg, boundary=args.boundary)
+    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg, views=args.views, boundary=args.boundary)
              for name in args.eval_splits}
     print(f"maps of {len(train['fake']) + sum(len(s['fake']) for s in evals.values())} images: "
           f"{time.time() - start:.0f} s", flush=True)

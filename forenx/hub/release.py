@@ -117,6 +117,8 @@ def _architecture(config) -> str:
                + (" and 4 JPEG quantization maps (luma DC steps and zeroed AC coefficients on the image's own and on "
                   "shifted 8 x 8 grids)"
                   if getattr(config, "forensic_jpeg", False) else "")
+               + (" and 3 fine-detail boundary maps (fine-scale energy and its steps across rows and columns)"
+                  if getattr(config, "forensic_boundary", False) else "")
                + f", read by a conv net of width {config.forensic_width} into the fused "
                f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})"
                + ("; its logit is added to the verdict slot's fake-minus-real logit difference (forensic_verdict)"

@@ -44,7 +44,8 @@ class ForenXConfig(LlavaConfig):
     ``image_size`` that is a multiple of 8), ``forensic_residual`` (0: off; else the width of the
     stream's learned full-resolution residual branch, :class:`~forenx.modeling.forensic.ResidualBranch`,
     read next to the fixed maps), ``forensic_jpeg`` (True: the stream also reads the JPEG quantization
-    maps of :func:`~forenx.modeling.forensic.jpeg_grid_maps`), ``forensic_loss_weight`` (weight of its own verdict loss)
+    maps of :func:`~forenx.modeling.forensic.jpeg_grid_maps`), ``forensic_boundary`` (True: it also reads the
+    fine-detail step maps of :func:`~forenx.modeling.forensic.boundary_maps`), ``forensic_loss_weight`` (weight of its own verdict loss)
     and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
     logit difference, so P(fake) = sigmoid(LM difference + forensic logit); needs the stream).
     ``forensic_names`` (``{group: [names]}`` or ``"forgerysynth"``; stored as ``[group, names]``
@@ -92,6 +93,7 @@ class ForenXConfig(LlavaConfig):
     forensic_width: int | None = None
     forensic_residual: int = 0
     forensic_jpeg: bool = False
+    forensic_boundary: bool = False
     forensic_loss_weight: float = 1.0
     forensic_verdict: bool = False
     forensic_names: dict[str, list[str]] | list | str | None = None
@@ -130,9 +132,10 @@ class ForenXConfig(LlavaConfig):
                                        or not self.forensic_width):
             raise ValueError(f"ForenXConfig: forensic_residual={self.forensic_residual} must be 0 (off) or a positive "
                              "multiple of 4 (GroupNorm groups), and needs the forensic stream (forensic_width).")
-        if self.forensic_jpeg and not self.forensic_width:
-            raise ValueError("ForenXConfig: forensic_jpeg=True adds maps to the forensic stream, but the stream is off; "
-                             "set forensic_width (e.g. 64) or forensic_jpeg=False.")
+        for option in ("forensic_jpeg", "forensic_boundary"):
+            if getattr(self, option) and not self.forensic_width:
+                raise ValueError(f"ForenXConfig: {option}=True adds maps to the forensic stream, but the stream is off; "
+                                 f"set forensic_width (e.g. 64) or {option}=False.")
         if self.forensic_verdict and not self.forensic_width:
             raise ValueError("ForenXConfig: forensic_verdict=True adds the forensic stream's logit to the verdict "
                              "slot, but the stream is off; set forensic_width (e.g. 64) or forensic_verdict=False.")

@@ -21,6 +21,11 @@ shifted grid): whether the luma DC coefficients of the windows are multiples of 
 step, and how many of their 63 AC coefficients are zero (JPEG zeroes most of them; a window that
 straddles two JPEG blocks does not).
 
+With ``boundary=True`` three more maps look for the outline of a region whose fine detail was
+changed (:func:`boundary_maps`): the fine-scale energy, and how much it steps up across every
+horizontal and every vertical line. Sharpening, added noise or a splice raises the energy inside a
+region and the step stops at its outline, where a natural change of texture rarely runs straight.
+
 :class:`ForensicEncoder` turns the maps into one token per image patch (at the fusion width)
 and a forensic logit (its own real / fake guess, pooled over the image); the logit is trained
 against the answer's verdict (``forensic_loss``) and written into every token along one learnt
@@ -39,8 +44,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache", "ResidualBranch",
-           "duplicate_maps", "forensic_maps", "jpeg_grid_maps", "stream_maps", "use_map_cache", "window_dct"]
+__all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache",
+           "ResidualBranch", "boundary_maps", "duplicate_maps", "forensic_maps", "jpeg_grid_maps", "map_names",
+           "stream_maps", "use_map_cache", "window_dct"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
 BLOCK = 8
@@ -48,14 +54,26 @@ BLOCK = 8
 FORENSIC_CHANNELS = 2 + 9 + 16
 #: Channels of :func:`jpeg_grid_maps`.
 JPEG_CHANNELS = 4
-#: One name per channel of :func:`stream_maps` with ``jpeg=True`` (the first :data:`FORENSIC_CHANNELS` without).
-MAP_NAMES = (
+#: Channels of :func:`boundary_maps`.
+BOUNDARY_CHANNELS = 3
+_FORENSIC_NAMES = (
     "duplicate windows (std > 2)", "duplicate windows (std > 0.5)",
     "noise |Laplacian|", "noise local-min |Laplacian|", "gradient energy", "Laplacian / gradient",
     "chroma noise", "brightness", "chroma R-G", "chroma B-G", "colourfulness",
     *(f"column phase {i}" for i in range(BLOCK)), *(f"row phase {i}" for i in range(BLOCK)),
-    "JPEG DC steps, shifted grid", "JPEG DC steps, own grid", "JPEG zeroed AC, shifted grid", "JPEG zeroed AC, own grid",
 )
+_JPEG_NAMES = ("JPEG DC steps, shifted grid", "JPEG DC steps, own grid", "JPEG zeroed AC, shifted grid",
+               "JPEG zeroed AC, own grid")
+_BOUNDARY_NAMES = ("fine energy", "fine energy step across rows", "fine energy step across columns")
+
+
+def map_names(jpeg: bool = False, boundary: bool = False) -> tuple[str, ...]:
+    """One name per channel of :func:`stream_maps` with these options, in order."""
+    return _FORENSIC_NAMES + _JPEG_NAMES * jpeg + _BOUNDARY_NAMES * boundary
+
+
+#: Every map's name: the channels of :func:`stream_maps` with ``jpeg`` and ``boundary``.
+MAP_NAMES = map_names(jpeg=True, boundary=True)
 #: The DC quantization steps tested: those of the standard (IJG) luminance table at qualities 50-95.
 _DC_STEPS = tuple(float(step) for step in range(2, 17))
 _LUMA = (0.299, 0.587, 0.114)
@@ -254,24 +272,68 @@ def jpeg_grid_maps(pixel_values: torch.Tensor, pool: int = 7, zero_pool: int = 5
     return _relative(torch.cat([dc_maps.clamp_min(1e-4).log(), zero_maps], 1))
 
 
-def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False) -> torch.Tensor:
-    """The maps the forensic stream reads: :func:`forensic_maps`, then :func:`jpeg_grid_maps` with ``jpeg``."""
-    maps = forensic_maps(pixel_values)
-    return torch.cat([maps, jpeg_grid_maps(pixel_values)], 1) if jpeg else maps
+def boundary_maps(pixel_values: torch.Tensor, band: int = 5) -> torch.Tensor:
+    """Where fine detail steps up across a line, in ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 3, H/8, W/8)``.
+
+    The fine-scale energy of every pixel is the log of the Laplacian's square summed over R, G and B,
+    averaged over 3 x 3 (channel 0). Its step across the line between rows ``y - 1`` and ``y`` is the
+    mean energy of the ``band`` rows from ``y`` down minus that of the ``band`` rows above (channel 1;
+    positive: more detail below), and likewise across columns (channel 2; positive: more to the right),
+    each divided by its spread over the image and squashed by tanh. A region sharpened, noised or
+    pasted has a step all around its outline, with opposite signs on opposite sides; a natural change
+    of texture rarely runs along a straight line or an ellipse. Averaged over the 8 x 8 blocks and
+    relative to the image's median. Untrained, a search over ForgerySynth's rectangles and ellipses for
+    an outline whose four sides all step inwards separates its sharpening forgeries from the reals of
+    the nano val / test photos at AUC 0.78 / 0.88 (the stream's other maps: 0.73 / 0.62 at best).
+
+    >>> maps = boundary_maps(torch.rand(2, 3, 64, 48))
+    >>> tuple(maps.shape), bool(maps.isfinite().all())
+    ((2, 3, 8, 6), True)
+    """
+    _check_pixels(pixel_values, "boundary_maps")
+    pixels = pixel_values.float() * 255
+    batch, channels, height, width = pixels.shape
+    laplace = _LAPLACE.to(pixels.device).view(1, 1, 3, 3)
+    lap = F.conv2d(F.pad(pixels.reshape(batch * channels, 1, height, width), (1, 1, 1, 1), mode="reflect"), laplace)
+    energy = lap.view(batch, channels, height, width).square().sum(1, keepdim=True)
+    energy = F.avg_pool2d(F.pad(energy, (1, 1, 1, 1), mode="reflect"), 3, 1).add(0.1).log()  # (B, 1, H, W)
+
+    def step(dim: int) -> torch.Tensor:
+        # mean of the band from each line on, minus that of the band before it; 0 where a band would leave the image
+        kernel = (band, 1) if dim == 2 else (1, band)
+        ahead = F.avg_pool2d(energy, kernel, 1)  # index y: rows y .. y + band - 1
+        size = energy.shape[dim]
+        diff = ahead.narrow(dim, band, size - 2 * band + 1) - ahead.narrow(dim, 0, size - 2 * band + 1)
+        pad = [0, 0, 0, 0]
+        pad[2 * (3 - dim):2 * (3 - dim) + 2] = [band, band - 1]
+        diff = F.pad(diff, pad)
+        return torch.tanh(diff / diff.std((2, 3), keepdim=True).clamp_min(1e-6))
+
+    maps = F.avg_pool2d(torch.cat([energy, step(2), step(3)], 1), BLOCK)
+    return _relative(maps)
+
+
+def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> torch.Tensor:
+    """The maps the forensic stream reads: :func:`forensic_maps`, then :func:`jpeg_grid_maps` with ``jpeg``,
+    then :func:`boundary_maps` with ``boundary`` (:func:`map_names` names them)."""
+    maps = [forensic_maps(pixel_values)]
+    maps += [jpeg_grid_maps(pixel_values)] if jpeg else []
+    maps += [boundary_maps(pixel_values)] if boundary else []
+    return torch.cat(maps, 1) if len(maps) > 1 else maps[0]
 
 
 class MapCache:
     """The :func:`stream_maps` of images already seen, by a hash of their pixels: training passes over
     the same images every epoch (and evaluates the same ones at every evaluation), and the maps have no
     weights, so each image's maps are computed once. At most ``capacity`` images are kept, the least
-    recently used dropped first; an image's maps take ``(27 + 4 jpeg) x (S / 8)^2`` floats (127 KB at
-    256 px with the JPEG maps). Each image is computed alone or in a batch of misses: the maps of
+    recently used dropped first; an image's maps take ``(27 + 4 jpeg + 3 boundary) x (S / 8)^2`` floats
+    (127 KB at 256 px with the JPEG maps). Each image is computed alone or in a batch of misses: the maps of
     an image never depend on the rest of its batch, so a hit returns what a fresh computation would.
 
     >>> cache = MapCache(capacity=8)
     >>> images = torch.rand(2, 3, 32, 32)
-    >>> first = cache.maps(images, jpeg=False)
-    >>> second = cache.maps(images.flip(0), jpeg=False)  # the same two images, in the other order
+    >>> first = cache.maps(images)
+    >>> second = cache.maps(images.flip(0))  # the same two images, in the other order
     >>> bool(torch.equal(second, first.flip(0))), (cache.hits, cache.misses)
     (True, (2, 2))
     """
@@ -291,20 +353,20 @@ class MapCache:
         return MapCache(self.capacity)
 
     @staticmethod
-    def key(image: torch.Tensor, jpeg: bool) -> bytes:
-        """The hash of one image ``(3, H, W)``'s exact values, shape and dtype, and of ``jpeg``."""
+    def key(image: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> bytes:
+        """The hash of one image ``(3, H, W)``'s exact values, shape and dtype, and of the maps asked for."""
         values = image.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy()
         digest = hashlib.blake2b(values.tobytes(), digest_size=16)
-        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg}".encode())
+        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg} {boundary}".encode())
         return digest.digest()
 
-    def maps(self, pixel_values: torch.Tensor, jpeg: bool) -> torch.Tensor:
+    def maps(self, pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> torch.Tensor:
         """:func:`stream_maps` of ``pixel_values`` ``(B, 3, H, W)``, from the cache where it holds them."""
-        keys = [self.key(image, jpeg) for image in pixel_values]
+        keys = [self.key(image, jpeg, boundary) for image in pixel_values]
         missing = list({key: index for index, key in enumerate(keys) if key not in self._maps}.values())
         found = {}
         if missing:
-            fresh = stream_maps(pixel_values[missing], jpeg)
+            fresh = stream_maps(pixel_values[missing], jpeg, boundary)
             for row, index in enumerate(missing):
                 found[keys[index]] = fresh[row].cpu().clone()  # not a view that keeps the whole batch alive
         self.misses += len(missing)
@@ -369,7 +431,8 @@ class ForensicEncoder(nn.Module):
     patch grid, plus the logit times a learnt direction. With ``groups``, a second linear head gives
     logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
     With ``residual``, a :class:`ResidualBranch` of that width learns its own traces from the pixels and
-    its maps join the fixed ones. With ``jpeg``, the stream also reads :func:`jpeg_grid_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
+    its maps join the fixed ones. With ``jpeg``, the stream also reads :func:`jpeg_grid_maps`; with ``boundary``,
+    :func:`boundary_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
     features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
     by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
@@ -380,10 +443,11 @@ class ForensicEncoder(nn.Module):
     """
 
     def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
-                 localize: bool = False, residual: int = 0, jpeg: bool = False):
+                 localize: bool = False, residual: int = 0, jpeg: bool = False, boundary: bool = False):
         super().__init__()
         self.grid = grid
         self.jpeg = jpeg
+        self.boundary = boundary
         #: Maps of images already seen (:func:`use_map_cache`; training sets it); None computes them every time.
         self.map_cache: MapCache | None = None
         side, strides = image_size // BLOCK, []
@@ -391,7 +455,7 @@ class ForensicEncoder(nn.Module):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
         self.residual = ResidualBranch(residual) if residual else None
-        maps = FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + residual
+        maps = FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary + residual
         self.stem = nn.Sequential(_conv_block(maps, width, 1), _conv_block(width, width, 1), _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
@@ -407,9 +471,9 @@ class ForensicEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.map_cache is not None:
-                maps = self.map_cache.maps(pixel_values, self.jpeg)
+                maps = self.map_cache.maps(pixel_values, self.jpeg, self.boundary)
             else:
-                maps = stream_maps(pixel_values, self.jpeg)
+                maps = stream_maps(pixel_values, self.jpeg, self.boundary)
         return self.forward_maps(maps, pixel_values)
 
     def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None

@@ -60,7 +60,7 @@ class ForgeryAwareFusion(nn.Module):
                  mlp_ratio: float = 4.0, attention_bias: bool = True, bias_hidden: int = 16,
                  layer_norm_eps: float = 1e-5, forensic_width: int | None = None, grid: int | None = None,
                  image_size: int | None = None, name_groups: int = 0, forensic_residual: int = 0,
-                 forensic_jpeg: bool = False):
+                 forensic_jpeg: bool = False, forensic_boundary: bool = False):
         super().__init__()
         assert fusion_dim % num_heads == 0, "fusion_dim must be divisible by num_heads"
         self.num_heads = num_heads
@@ -79,7 +79,8 @@ class ForgeryAwareFusion(nn.Module):
             raise ValueError("ForgeryAwareFusion: the forensic stream needs the patch grid and image size "
                              "(grid=..., image_size=...)")
         self.forensic = (ForensicEncoder(forensic_width, clip_dim, grid, image_size, groups=name_groups,
-                                         residual=forensic_residual, jpeg=forensic_jpeg)
+                                         residual=forensic_residual, jpeg=forensic_jpeg,
+                                         boundary=forensic_boundary)
                          if forensic_width else None)
         self.forensic_logit: torch.Tensor | None = None
 

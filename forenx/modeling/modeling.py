@@ -86,6 +86,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             name_groups=len(config.forensic_name_ids or ()),
             forensic_residual=config.forensic_residual,
             forensic_jpeg=config.forensic_jpeg,
+            forensic_boundary=config.forensic_boundary,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)

@@ -483,11 +483,13 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
 
 
 def _stream_extras(sft_config: Mapping[str, Any]) -> str:
-    """The card's words for the stream's optional inputs: the learned residual branch, the JPEG maps ("" without)."""
+    """The card's words for the stream's optional inputs: the learned residual branch, the JPEG and boundary maps
+    ("" without)."""
     overrides = sft_config["tiny_overrides"]
     extras = ([f"a learned residual branch of width {overrides['forensic_residual']}"]
               if overrides.get("forensic_residual") else [])
     extras += ["the JPEG quantization maps"] if overrides.get("forensic_jpeg") else []
+    extras += ["the fine-detail boundary maps"] if overrides.get("forensic_boundary") else []
     return " with " + " and ".join(extras) if extras else ""
 
 

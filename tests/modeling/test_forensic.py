@@ -13,15 +13,18 @@ from forenx.data.synth.manipulations import jpeg_roundtrip, manipulation
 from forenx.data.synth.photos import default_photos, load_photos
 from forenx.modeling import ForenXConfig, build_model, tiny_model
 from forenx.modeling.forensic import (
+    BOUNDARY_CHANNELS,
     FORENSIC_CHANNELS,
     JPEG_CHANNELS,
     MAP_NAMES,
     ForensicEncoder,
     MapCache,
     ResidualBranch,
+    boundary_maps,
     duplicate_maps,
     forensic_maps,
     jpeg_grid_maps,
+    map_names,
     stream_maps,
     use_map_cache,
     window_dct,
@@ -160,10 +163,46 @@ def test_jpeg_grid_maps_say_nothing_on_flat_or_noise_images():
     assert noise[:, 2:].abs().max() < 0.05  # noise has no zeroed AC coefficients on any phase
     pixels = torch.rand(1, 3, 64, 64)
     assert stream_maps(pixels).shape[1] == FORENSIC_CHANNELS
-    assert len(MAP_NAMES) == len(set(MAP_NAMES)) == stream_maps(pixels, jpeg=True).shape[1]
+    assert len(MAP_NAMES) == len(set(MAP_NAMES)) == stream_maps(pixels, jpeg=True, boundary=True).shape[1]
     assert torch.equal(stream_maps(pixels, jpeg=True)[:, FORENSIC_CHANNELS:], jpeg_grid_maps(pixels))
+    for jpeg, boundary in ((False, True), (True, False), (False, False)):
+        assert len(map_names(jpeg, boundary)) == stream_maps(pixels, jpeg, boundary).shape[1]
+    assert torch.equal(stream_maps(pixels, boundary=True)[:, FORENSIC_CHANNELS:], boundary_maps(pixels))
     with pytest.raises(ValueError, match="multiples of 8"):
         jpeg_grid_maps(torch.rand(1, 3, 60, 64))
+
+
+def _unsharp(image: np.ndarray, box: list[int], amount: float = 1.5, radius: float = 1.5) -> np.ndarray:
+    """``image`` with ForgerySynth's unsharp mask applied inside ``box`` (x0, y0, x1, y1) only."""
+    base = image.astype(np.float64)
+    sharp = np.clip(np.rint(base + amount * (base - ndimage.gaussian_filter(base, (radius, radius, 0)))), 0, 255)
+    out = image.copy()
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = sharp[y0:y1, x0:x1].astype(np.uint8)
+    return out
+
+
+def test_boundary_maps_step_inwards_all_around_a_sharpened_region(big_photo):
+    """A rectangle sharpened in a photo: more fine energy inside, and the row / column steps are
+    positive on its top / left outline and negative on its bottom / right one, more so than the
+    photo's own maps on the same lines."""
+    box = [64, 72, 176, 192]
+    forged = boundary_maps(_pixels(_unsharp(big_photo, box)))[0]
+    clean = boundary_maps(_pixels(big_photo))[0]
+    assert tuple(forged.shape) == (BOUNDARY_CHANNELS, 32, 32)
+    inside, outside = _inside_outside(forged[0] - clean[0], box)
+    assert inside > outside + 0.5, (inside, outside)
+    x0, y0, x1, y1 = (v // 8 for v in box)
+    across = slice(x0 + 1, x1 - 1), slice(y0 + 1, y1 - 1)  # along each side, away from the corners
+    top, bottom = forged[1, y0, across[0]].mean(), forged[1, y1, across[0]].mean()
+    left, right = forged[2, across[1], x0].mean(), forged[2, across[1], x1].mean()
+    assert top > 0.2 and bottom < -0.2 and left > 0.2 and right < -0.2, (top, bottom, left, right)
+    # against the same lines of the untouched photo (measured: +0.34, -0.36, +0.38, -0.37)
+    changes = (top - clean[1, y0, across[0]].mean(), bottom - clean[1, y1, across[0]].mean(),
+               left - clean[2, across[1], x0].mean(), right - clean[2, across[1], x1].mean())
+    assert changes[0] > 0.2 and changes[1] < -0.2 and changes[2] > 0.2 and changes[3] < -0.2, changes
+    flat = boundary_maps(torch.full((1, 3, 64, 64), 0.5))
+    assert flat.abs().max() < 1e-6  # no detail, no step
 
 
 def test_residual_filters_see_residuals_not_brightness(photo):
@@ -215,15 +254,19 @@ def test_config_rejects_a_stream_that_cannot_run():
         ForenXConfig(image_size=80, forensic_residual=8, **towers)
     with pytest.raises(ValueError, match="forensic_jpeg=True"):
         ForenXConfig(image_size=80, forensic_jpeg=True, **towers)
+    with pytest.raises(ValueError, match="forensic_boundary=True"):
+        ForenXConfig(image_size=80, forensic_boundary=True, **towers)
 
 
-@pytest.mark.parametrize(("residual", "jpeg"), [(0, False), (8, False), (0, True)])
-def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg):
-    model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg)
+@pytest.mark.parametrize(("residual", "jpeg", "boundary"), [(0, False, False), (8, False, False), (0, True, True)])
+def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg, boundary):
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg,
+                                  forensic_boundary=boundary)
     assert model.model.fusion.forensic is not None
     assert (model.model.fusion.forensic.residual is not None) == bool(residual)
-    assert model.model.fusion.forensic.jpeg == jpeg
-    assert model.model.fusion.forensic.stem[0][0].in_channels == FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + residual
+    assert model.model.fusion.forensic.jpeg == jpeg and model.model.fusion.forensic.boundary == boundary
+    assert model.model.fusion.forensic.stem[0][0].in_channels == (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg
+                                                                  + BOUNDARY_CHANNELS * boundary + residual)
     inputs = processor.verdict_inputs(images)
     out = model(**inputs)
     out.logits[:, -1].logsumexp(-1).sum().backward()
@@ -233,7 +276,7 @@ def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, r
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
     assert loaded.config.forensic_width == 8 and loaded.config.forensic_residual == residual
-    assert loaded.config.forensic_jpeg == jpeg
+    assert loaded.config.forensic_jpeg == jpeg and loaded.config.forensic_boundary == boundary
     reloaded = loaded.state_dict()
     assert all(torch.equal(value, reloaded[name]) for name, value in model.state_dict().items())
     with torch.no_grad():  # same weights; oneDNN may pick another kernel for differently aligned copies (~1e-7)
