@@ -412,8 +412,10 @@ def test_map_cache_returns_what_a_fresh_computation_gives_and_keeps_the_most_rec
     cache.maps(images[4:], jpeg=True)  # a fourth image drops the least recently used one (image 2)
     assert len(cache) == 3 and cache.key(images[2], True) not in cache._maps
     assert cache.key(images[0], True) in cache._maps and cache.key(images[1], True) in cache._maps
-    # Without the JPEG maps an image is another entry (other channels), never a wrong hit.
+    # Other maps asked for make another entry (other channels), never a wrong hit.
     assert cache.maps(images[:1], jpeg=False).shape[1] == FORENSIC_CHANNELS and cache.misses == 5
+    assert cache.maps(images[:1], boundary=True).shape[1] == FORENSIC_CHANNELS + BOUNDARY_CHANNELS
+    assert cache.misses == 6
     with pytest.raises(ValueError, match="capacity=0"):
         MapCache(0)
 
