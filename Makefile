@@ -30,7 +30,7 @@ test-fast:
 lint:
 	$(BIN)/ruff check forenx recipes eval bench tests
 
-# forenx-nano from scratch: ForgerySynth -> SFT -> GRPO -> calibrate -> eval -> release into forenx/assets/nano (~38 min on 2 idle cores).
+# forenx-nano from scratch: ForgerySynth -> SFT -> GRPO -> calibrate -> eval -> release into forenx/assets/nano (~36 min on 2 idle cores).
 nano:
 	rm -rf runs/nano
 	$(BIN)/python -m forenx.training.nano all

@@ -2,9 +2,10 @@
 
 Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, random weights) twice,
 without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
-the same run (the recipe's stream settings, JPEG maps included when it has them); then the forensic
-maps alone, the duplicate hash alone and the JPEG quantization maps alone. Prints ms per image and
-the ratio with / without. Figures only; nothing is asserted.
+the same run (the recipe's stream settings, JPEG and boundary maps included when it has them); then the
+forensic maps alone, the duplicate hash alone, the JPEG quantization maps alone, the boundary maps alone,
+and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``). Prints ms per
+image and the ratios. Figures only; nothing is asserted.
 
     python bench/forensic.py                  # batch 16, 5 timed repeats, 2 threads
     python bench/forensic.py --batch 32 --repeats 10 --threads 1
@@ -22,7 +23,7 @@ import torch
 import yaml
 
 from forenx.modeling import tiny_model
-from forenx.modeling.forensic import boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps
+from forenx.modeling.forensic import MapCache, boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps, stream_maps
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -70,6 +71,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     boundary = median_seconds(lambda: boundary_maps(pixels), args.repeats) / args.batch
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
           f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image")
+    # forensic_map_cache: every map of an image seen before comes from the cache (a hash of its pixels).
+    cache = MapCache(capacity=args.batch)
+    every = median_seconds(lambda: stream_maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
+    cached = median_seconds(lambda: cache.maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
+    print(f"  all maps (JPEG and boundary too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
+          f"ms/image ({every / cached:.1f}x)")
 
 
 if __name__ == "__main__":
