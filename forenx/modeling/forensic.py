@@ -147,6 +147,12 @@ def _phase_maps(energy: torch.Tensor, dim: int) -> torch.Tensor:
     return (local / local.mean(1, keepdim=True)).log()
 
 
+def _laplacian(x: torch.Tensor) -> torch.Tensor:
+    """The 4-neighbour Laplacian of each channel of ``x`` ``(B, C, H, W)``, borders reflected."""
+    kernel = _LAPLACE.to(x).view(1, 1, 3, 3).repeat(x.shape[1], 1, 1, 1)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=x.shape[1])
+
+
 def _check_pixels(pixel_values: torch.Tensor, where: str) -> None:
     _, channels, height, width = pixel_values.shape
     if channels != 3 or height % BLOCK or width % BLOCK:
@@ -166,13 +172,12 @@ def forensic_maps(pixel_values: torch.Tensor) -> torch.Tensor:
     _check_pixels(pixel_values, "forensic_maps")
     pixels = (pixel_values.float() * 255).round()
     grey = pixels.mean(1, keepdim=True)
-    laplace = _LAPLACE.to(pixels.device).view(1, 1, 3, 3)
-    lap = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="reflect"), laplace).abs()
+    lap = _laplacian(grey).abs()
     lap_min = -F.max_pool2d(-lap, 3, 1, 1)
     dx = F.pad((grey[..., :, 1:] - grey[..., :, :-1]).abs(), (0, 1))
     dy = F.pad((grey[..., 1:, :] - grey[..., :-1, :]).abs(), (0, 0, 0, 1))
     chroma = torch.cat([pixels[:, :1] - pixels[:, 1:2], pixels[:, 2:] - pixels[:, 1:2]], 1)
-    chroma_lap = F.conv2d(F.pad(chroma, (1, 1, 1, 1), mode="reflect"), laplace.repeat(2, 1, 1, 1), groups=2).abs()
+    chroma_lap = _laplacian(chroma).abs()
 
     def pool(t: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(t, BLOCK)
@@ -291,10 +296,7 @@ def boundary_maps(pixel_values: torch.Tensor, band: int = 5) -> torch.Tensor:
     """
     _check_pixels(pixel_values, "boundary_maps")
     pixels = pixel_values.float() * 255
-    batch, channels, height, width = pixels.shape
-    laplace = _LAPLACE.to(pixels.device).view(1, 1, 3, 3)
-    lap = F.conv2d(F.pad(pixels.reshape(batch * channels, 1, height, width), (1, 1, 1, 1), mode="reflect"), laplace)
-    energy = lap.view(batch, channels, height, width).square().sum(1, keepdim=True)
+    energy = _laplacian(pixels).square().sum(1, keepdim=True)
     energy = F.avg_pool2d(F.pad(energy, (1, 1, 1, 1), mode="reflect"), 3, 1).add(0.1).log()  # (B, 1, H, W)
 
     def step(dim: int) -> torch.Tensor:
