@@ -14,7 +14,9 @@ cross-entropy on the family. The maps (:func:`~forenx.modeling.forensic.stream_m
 computed once. Every ``--eval-every`` steps it scores the eval splits; the step with the best AUC on
 ``--select`` (val) is reported, like ``load_best_model_at_end``. For every seed and split: AUC, each
 family's AUC against all the split's reals, each photo's AUC; then the mean and spread over seeds, and
-the same figures for the seeds' streams as one ensemble (the mean of their logits). ``--views N`` scores
+the same figures for the seeds' streams as one ensemble (the mean of their logits). ``--members K``
+trains each seed's encoder as an ensemble of K streams on the same batches (``forensic_members``), the
+way the model trains one. ``--views N`` scores
 every eval image as the mean logit over N of its 8 rotations and mirror images.
 
     python eval/stream_probe.py --data runs/nano/forgerysynth --seeds 0 1 2 --out runs/probe.json
@@ -133,7 +135,7 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
     torch.manual_seed(seed)
     encoder = ForensicEncoder(args.width, out_dim=8, grid=max(1, train["size"] // 32), image_size=train["size"],
                               groups=len(FAMILIES) if args.name_weight > 0 else 0, localize=args.mask_weight > 0,
-                              residual=args.residual, jpeg=args.jpeg, boundary=args.boundary)
+                              residual=args.residual, jpeg=args.jpeg, boundary=args.boundary, members=args.members)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     sampler = PairedRandomSampler(train["keys"], args.batch, seed)
@@ -146,14 +148,20 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
             order.extend(sampler)
         rows, order = torch.tensor(order[:args.batch]), order[args.batch:]
         _, logit = encoder.forward_maps(train["maps"][rows], train["pixels"][rows].float() / 255)
-        fake = train["fake"][rows]
-        loss = F.binary_cross_entropy_with_logits(logit, fake)
-        if args.pair_weight > 0:
-            pair = pair_ranking_loss(logit, fake, train["pair_ids"][rows])
-            loss = loss + args.pair_weight * pair if pair is not None else loss
-        family = train["family"][rows]
-        if args.name_weight > 0 and (family >= 0).any():
-            loss = loss + args.name_weight * F.cross_entropy(encoder.group_logits[family >= 0], family[family >= 0])
+        fake, family = train["fake"][rows], train["family"][rows]
+        # An ensemble's members are each trained by their own losses (as the model trains them).
+        logits = encoder.member_logits.unbind(-1) if encoder.member_logits is not None else [logit]
+        groups = encoder.member_group_logits if encoder.member_group_logits is not None else [encoder.group_logits]
+        losses = []
+        for logit, group in zip(logits, groups):
+            loss = F.binary_cross_entropy_with_logits(logit, fake)
+            if args.pair_weight > 0:
+                pair = pair_ranking_loss(logit, fake, train["pair_ids"][rows])
+                loss = loss + args.pair_weight * pair if pair is not None else loss
+            if args.name_weight > 0 and (family >= 0).any():
+                loss = loss + args.name_weight * F.cross_entropy(group[family >= 0], family[family >= 0])
+            losses.append(loss)
+        loss = torch.stack(losses).mean()
         if args.mask_weight > 0:
             loss = loss + args.mask_weight * F.binary_cross_entropy_with_logits(encoder.mask_logits, train["masks"][rows])
         optimizer.zero_grad()
@@ -208,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "(forensic_jpeg)")
     parser.add_argument("--boundary", action="store_true", help="the stream also reads the fine-detail boundary "
                         "maps (forensic_boundary)")
+    parser.add_argument("--members", type=int, default=1,
+                        help="forensic_members: an ensemble of this many streams in one encoder, each trained by "
+                             "its own losses on the same batches (1: one stream)")
     parser.add_argument("--views", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
                         help="test-time augmentation: score each eval image as the mean logit over this many of "
                              "its 8 rotations / mirror images (1: the image alone)")

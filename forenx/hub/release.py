@@ -119,7 +119,10 @@ def _architecture(config) -> str:
                   if getattr(config, "forensic_jpeg", False) else "")
                + (" and 3 fine-detail boundary maps (fine-scale energy and its steps across rows and columns)"
                   if getattr(config, "forensic_boundary", False) else "")
-               + f", read by a conv net of width {config.forensic_width} into the fused "
+               + (f", read by a conv net of width {config.forensic_width}"
+                  if getattr(config, "forensic_members", 1) == 1 else
+                  f", read by an ensemble of {config.forensic_members} conv nets of width {config.forensic_width} "
+                  "(each trained by its own losses, their outputs averaged)") + " into the fused "
                f"tokens, with its own verdict loss (weight {config.forensic_loss_weight})"
                + ("; its logit is added to the verdict slot's fake-minus-real logit difference (forensic_verdict)"
                   if getattr(config, "forensic_verdict", False) else "") + "\n"

@@ -45,7 +45,9 @@ class ForenXConfig(LlavaConfig):
     stream's learned full-resolution residual branch, :class:`~forenx.modeling.forensic.ResidualBranch`,
     read next to the fixed maps), ``forensic_jpeg`` (True: the stream also reads the JPEG quantization
     maps of :func:`~forenx.modeling.forensic.jpeg_grid_maps`), ``forensic_boundary`` (True: it also reads the
-    fine-detail step maps of :func:`~forenx.modeling.forensic.boundary_maps`), ``forensic_loss_weight`` (weight of its own verdict loss)
+    fine-detail step maps of :func:`~forenx.modeling.forensic.boundary_maps`), ``forensic_members`` (1: one
+    stream; more: an ensemble of that many conv nets over the same maps, each trained by its own losses,
+    their outputs averaged), ``forensic_loss_weight`` (weight of its own verdict loss)
     and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
     logit difference, so P(fake) = sigmoid(LM difference + forensic logit); needs the stream).
     ``forensic_names`` (``{group: [names]}`` or ``"forgerysynth"``; stored as ``[group, names]``
@@ -94,6 +96,7 @@ class ForenXConfig(LlavaConfig):
     forensic_residual: int = 0
     forensic_jpeg: bool = False
     forensic_boundary: bool = False
+    forensic_members: int = 1
     forensic_loss_weight: float = 1.0
     forensic_verdict: bool = False
     forensic_names: dict[str, list[str]] | list | str | None = None
@@ -136,6 +139,9 @@ class ForenXConfig(LlavaConfig):
             if getattr(self, option) and not self.forensic_width:
                 raise ValueError(f"ForenXConfig: {option}=True adds maps to the forensic stream, but the stream is off; "
                                  f"set forensic_width (e.g. 64) or {option}=False.")
+        if self.forensic_members < 1 or (self.forensic_members > 1 and not self.forensic_width):
+            raise ValueError(f"ForenXConfig: forensic_members={self.forensic_members} must be 1 (one forensic stream) or "
+                             "more (an ensemble of streams), and more than 1 needs the stream (forensic_width).")
         if self.forensic_verdict and not self.forensic_width:
             raise ValueError("ForenXConfig: forensic_verdict=True adds the forensic stream's logit to the verdict "
                              "slot, but the stream is off; set forensic_width (e.g. 64) or forensic_verdict=False.")

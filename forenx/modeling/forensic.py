@@ -389,6 +389,8 @@ def use_map_cache(model: nn.Module, capacity: int) -> int:
     """Give every :class:`ForensicEncoder` in ``model`` a :class:`MapCache` of ``capacity`` images (0: no
     cache); returns how many encoders there were (0: the model has no forensic stream)."""
     encoders = [module for module in model.modules() if isinstance(module, ForensicEncoder)]
+    members = {id(member) for encoder in encoders for member in encoder.members}  # they read their encoder's maps
+    encoders = [encoder for encoder in encoders if id(encoder) not in members]
     for encoder in encoders:
         encoder.map_cache = MapCache(capacity) if capacity else None
     return len(encoders)
@@ -437,6 +439,12 @@ class ForensicEncoder(nn.Module):
     features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
     by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
+    With ``members`` > 1 the encoder is an ensemble: ``members - 1`` more conv nets of the same shape
+    (in ``self.members``, each its own initial weights) read the same maps, and tokens, logit, group
+    and mask logits are the means over all of them. Each member's own logits are kept too
+    (``member_logits`` ``(B, members)``, ``member_group_logits`` ``(members, B, groups)``) so that every
+    member is trained by its own losses, as independently trained streams would be.
+
     >>> encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64)
     >>> tokens, logit = encoder(torch.rand(2, 3, 64, 64))
     >>> tuple(tokens.shape), tuple(logit.shape)
@@ -444,8 +452,11 @@ class ForensicEncoder(nn.Module):
     """
 
     def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
-                 localize: bool = False, residual: int = 0, jpeg: bool = False, boundary: bool = False):
+                 localize: bool = False, residual: int = 0, jpeg: bool = False, boundary: bool = False,
+                 members: int = 1):
         super().__init__()
+        if members < 1:
+            raise ValueError(f"ForensicEncoder: members={members}; give 1 (one stream) or more (an ensemble)")
         self.grid = grid
         self.jpeg = jpeg
         self.boundary = boundary
@@ -468,6 +479,12 @@ class ForensicEncoder(nn.Module):
         # The localisation head: a logit per 8 x 8 block that it was manipulated, from the block-resolution features.
         self.mask_head = nn.Conv2d(width, 1, 1) if localize else None
         self.mask_logits: torch.Tensor | None = None
+        # The ensemble's other members (none for one stream: its weights keep their names).
+        self.members = nn.ModuleList(
+            ForensicEncoder(width, out_dim, grid, image_size, groups, localize, residual, jpeg, boundary)
+            for _ in range(members - 1))
+        self.member_logits: torch.Tensor | None = None
+        self.member_group_logits: torch.Tensor | None = None
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -481,6 +498,23 @@ class ForensicEncoder(nn.Module):
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` from maps :func:`stream_maps` already computed (they have no weights: a
         probe that trains the stream alone computes them once, ``eval/stream_probe.py``)."""
+        tokens, logit = self._forward_member(maps, pixel_values)
+        if not len(self.members):
+            return tokens, logit
+        outputs = [(tokens, logit, self.group_logits, self.mask_logits)]
+        for member in self.members:
+            outputs.append((*member._forward_member(maps, pixel_values), member.group_logits, member.mask_logits))
+            member.group_logits = member.mask_logits = None
+        tokens, logits, groups, masks = zip(*outputs)
+        self.member_logits = torch.stack(logits, -1)
+        self.member_group_logits = torch.stack(groups) if groups[0] is not None else None
+        self.group_logits = self.member_group_logits.mean(0) if groups[0] is not None else None
+        self.mask_logits = torch.stack(masks).mean(0) if masks[0] is not None else None
+        return torch.stack(tokens).mean(0), self.member_logits.mean(-1)
+
+    def _forward_member(self, maps: torch.Tensor, pixel_values: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This encoder's own conv net (the first member of an ensemble) on ``maps``."""
         maps = maps.to(self.proj.weight.dtype)
         if self.residual is not None:
             if pixel_values is None:

@@ -43,7 +43,9 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     ``forensic_loss`` with the forensic stream) when labels are given; with ``forensic_verdict`` the
     logits at the verdict slot already hold the stream's evidence, in every loss and in generation;
     ``prob_fake`` ``(B,)``: the mapper's P(fake) at each sequence's verdict slot (``nan`` where a
-    sequence has none); ``forensic_logit`` ``(B,)``: the forensic stream's own logit (None without it).
+    sequence has none); ``forensic_logit`` ``(B,)``: the forensic stream's own logit (None without it);
+    with ``forensic_members`` > 1, ``forensic_member_logits`` ``(B, members)``: each member's logit
+    (their mean is ``forensic_logit``; ``forensic_loss`` and ``name_loss`` are the means of the members' own).
     With ``forensic_names``: ``name_logits`` ``(B, G)``, the anomaly-name head's logits over the name
     groups, and (with labels) ``name_loss``, its cross-entropy against the first name written,
     added to ``loss`` with weight ``forensic_name_weight``.
@@ -54,6 +56,7 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     forensic_loss: torch.FloatTensor | None = None
     prob_fake: torch.FloatTensor | None = None
     forensic_logit: torch.FloatTensor | None = None
+    forensic_member_logits: torch.FloatTensor | None = None
     name_loss: torch.FloatTensor | None = None
     name_logits: torch.FloatTensor | None = None
 
@@ -87,6 +90,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             forensic_residual=config.forensic_residual,
             forensic_jpeg=config.forensic_jpeg,
             forensic_boundary=config.forensic_boundary,
+            forensic_members=config.forensic_members,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
@@ -149,6 +153,9 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         result = ForenXCausalLMOutputWithPast(**outputs)
         forensic_logit = self._take_forensic_logit()  # taken on every call: never left for a later batch
         result.forensic_logit = forensic_logit
+        members = self._take(ForensicEncoder, "member_logits")  # (B, members) of an ensemble, else None
+        result.forensic_member_logits = members
+        member_groups = self._take(ForensicEncoder, "member_group_logits")
         evidence = forensic_logit if self.config.forensic_verdict else None
         if self.config.mapper_bias:
             evidence = self.config.mapper_bias if evidence is None else evidence + self.config.mapper_bias
@@ -175,11 +182,14 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
                 self.config.mapper_temperature)
             result.loss = result.lm_loss + self.config.mapper_loss_weight * result.mapper_loss
         if labels is not None and forensic_logit is not None:
-            result.forensic_loss = forensic_loss(forensic_logit, labels, self.config.verdict_token_ids,
-                                                 self.config.answer_prefix_ids)
+            result.forensic_loss = torch.stack([
+                forensic_loss(logit, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids)
+                for logit in (members.unbind(-1) if members is not None else [forensic_logit])]).mean()
             result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
         if labels is not None and name_logits is not None:
-            result.name_loss = NameTrie.loss(name_logits, self._name_trie.targets(labels))
+            targets = self._name_trie.targets(labels)
+            result.name_loss = torch.stack([NameTrie.loss(logits, targets) for logits in
+                                            (member_groups if member_groups is not None else [name_logits])]).mean()
             result.loss = result.loss + self.config.forensic_name_weight * result.name_loss
         return result
 

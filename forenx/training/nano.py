@@ -490,7 +490,9 @@ def _stream_extras(sft_config: Mapping[str, Any]) -> str:
               if overrides.get("forensic_residual") else [])
     extras += ["the JPEG quantization maps"] if overrides.get("forensic_jpeg") else []
     extras += ["the fine-detail boundary maps"] if overrides.get("forensic_boundary") else []
-    return " with " + " and ".join(extras) if extras else ""
+    members = overrides.get("forensic_members", 1)
+    return ((" with " + " and ".join(extras) if extras else "")
+            + (f", read by an ensemble of {members} conv nets" if members > 1 else ""))
 
 
 def _name_head(sft_config: Mapping[str, Any]) -> str:

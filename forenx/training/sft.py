@@ -231,7 +231,10 @@ class ForenXTrainer(FullWeightsReload, Trainer):
             # Rows without a verdict get ids of their own: they never form a pair.
             lone = -1 - torch.arange(len(pair_ids), device=pair_ids.device)
             pair_ids = torch.where(has_verdict.to(pair_ids.device), pair_ids, lone)
-            pair = pair_ranking_loss(outputs.forensic_logit, is_fake.to(pair_ids.device), pair_ids)
+            logits = (outputs.forensic_member_logits.unbind(-1) if outputs.forensic_member_logits is not None
+                      else [outputs.forensic_logit])  # an ensemble's members each rank their own pairs
+            pairs = [pair_ranking_loss(logit, is_fake.to(pair_ids.device), pair_ids) for logit in logits]
+            pair = torch.stack(pairs).mean() if pairs[0] is not None else None
             paired_rows = ((pair_ids[:, None] == pair_ids[None, :]).sum(1) == 2).sum().cpu()
             if pair is not None:
                 loss = loss + self.args.forensic_pair_weight * pair

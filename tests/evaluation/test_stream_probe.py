@@ -95,3 +95,12 @@ def test_probe_with_the_residual_branch_the_jpeg_maps_the_mask_loss_and_separate
     assert result["config"]["residual"] == 4 and result["config"]["mask_weight"] == 1.0 and result["config"]["jpeg"]
     assert result["config"]["boundary"]
     assert set(result["runs"][0]["test"]["photos"]) == set(probe.load_split(other, "test")["photo"])
+
+
+def test_probe_trains_an_ensemble_of_streams_like_the_model(synth):
+    """--members 2: one encoder holding two streams, each trained by its own losses on the same batches;
+    the ensemble learns the split it trains on, as one stream does."""
+    result = _probe().main(["--data", str(synth), "--seeds", "0", "--steps", "80", "--batch", "8", "--members", "2",
+                            "--eval-every", "40", "--eval-splits", "train", "--select", "train", "--lr", "3e-3"])
+    assert result["config"]["members"] == 2
+    assert result["runs"][0]["train"]["auc"] > 0.85, result["runs"][0]["train"]["auc"]

@@ -258,6 +258,80 @@ def test_config_rejects_a_stream_that_cannot_run():
         ForenXConfig(image_size=80, forensic_boundary=True, **towers)
 
 
+def test_ensemble_encoder_is_the_mean_of_its_members_and_keeps_each():
+    """members=3: two more conv nets of their own weights over the same maps; tokens, logit, group and
+    mask logits are the members' means, each member's logits are kept; the first member's weights keep
+    the single stream's names, so a one-stream checkpoint's keys are a subset."""
+    with pytest.raises(ValueError, match="members=0"):
+        ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, members=0)
+    torch.manual_seed(0)
+    encoder = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, groups=5, localize=True, members=3)
+    single = ForensicEncoder(width=16, out_dim=24, grid=4, image_size=64, groups=5, localize=True)
+    assert len(encoder.members) == 2 and single.members is not None and len(single.members) == 0
+    assert set(single.state_dict()) < set(encoder.state_dict())
+    assert not torch.equal(encoder.head.weight, encoder.members[0].head.weight)
+    pixels = torch.rand(2, 3, 64, 64)
+    tokens, logit = encoder(pixels)
+    maps = stream_maps(pixels)
+    parts = [encoder._forward_member(maps, pixels)] + [m._forward_member(maps, pixels) for m in encoder.members]
+    groups = [encoder.group_logits, *(m.group_logits for m in encoder.members)]  # of the _forward_member calls
+    assert tuple(encoder.member_logits.shape) == (2, 3) and tuple(encoder.member_group_logits.shape) == (3, 2, 5)
+    for k, (member_tokens, member_logit) in enumerate(parts):
+        torch.testing.assert_close(encoder.member_logits[:, k], member_logit)
+        torch.testing.assert_close(encoder.member_group_logits[k], groups[k])
+    torch.testing.assert_close(logit, encoder.member_logits.mean(-1))
+    torch.testing.assert_close(tokens, torch.stack([t for t, _ in parts]).mean(0))
+    encoder(pixels)
+    torch.testing.assert_close(encoder.group_logits, encoder.member_group_logits.mean(0))
+    assert tuple(encoder.mask_logits.shape) == (2, 8, 8)
+    assert all(m.group_logits is None and m.mask_logits is None for m in encoder.members)  # nothing left behind
+    assert single(pixels)[1].shape == (2,) and single.member_logits is None
+    model = torch.nn.Sequential(encoder, single)
+    assert use_map_cache(model, 4) == 2 and all(m.map_cache is None for m in encoder.members)
+
+
+def test_ensemble_model_trains_each_member_by_its_own_losses(images, tmp_path):
+    """forensic_members=3 in the model: the verdict evidence is the members' mean logit, forensic_loss
+    and name_loss are the means of each member's own, every member gets gradients, and it saves and
+    reloads; the config refuses members < 1 and an ensemble without the stream."""
+    from forenx.modeling.heads import forensic_loss
+    from forenx.modeling.names import NameTrie
+    from tests.modeling.test_modeling import training_batch
+    from tests.modeling.test_names import ANSWERS as NAMED
+
+    with pytest.raises(ValueError, match="forensic_members=0"):
+        tiny_model(seed=0, forensic_width=8, forensic_members=0)
+    with pytest.raises(ValueError, match="forensic_members=2"):
+        tiny_model(seed=0, forensic_members=2)
+    model, processor = tiny_model(seed=0, forensic_width=8, forensic_members=3, forensic_verdict=True,
+                                  forensic_names="forgerysynth")
+    batch = training_batch(processor, images, NAMED)  # answers that name ForgerySynth anomalies
+    out = model(**batch)
+    members = out.forensic_member_logits
+    assert tuple(members.shape) == (3, 3)
+    torch.testing.assert_close(out.forensic_logit, members.mean(-1))
+    ids, prefix = model.config.verdict_token_ids, model.config.answer_prefix_ids
+    torch.testing.assert_close(out.forensic_loss, torch.stack(
+        [forensic_loss(members[:, k], batch["labels"], ids, prefix) for k in range(3)]).mean())
+    stream = model.model.fusion.forensic
+    with torch.no_grad():
+        stream(batch["pixel_values"])
+    targets = model._name_trie.targets(batch["labels"])
+    assert (targets >= 0).sum() == 2
+    torch.testing.assert_close(out.name_loss, torch.stack(
+        [NameTrie.loss(stream.member_group_logits[k], targets) for k in range(3)]).mean())
+    out.loss.backward()
+    for part in (stream, *stream.members):
+        assert part.head.weight.grad.abs().sum() > 0 and part.group_head.weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert loaded.config.forensic_members == 3 and len(loaded.model.fusion.forensic.members) == 2
+    inputs = processor.verdict_inputs(images)
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict_proba(**inputs), loaded.predict_proba(**inputs), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize(("residual", "jpeg", "boundary"), [(0, False, False), (8, False, False), (0, True, True)])
 def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg, boundary):
     model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg,

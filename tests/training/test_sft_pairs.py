@@ -82,3 +82,25 @@ def test_paired_data_without_the_weight_trains_as_before(paired, tmp_path):
     assert not isinstance(trainer._get_train_sampler(), PairedRandomSampler)
     assert "pair_ids" not in trainer.data_collator([trainer.train_dataset[0]])
     assert not any("pair_loss" in e for e in trainer.state.log_history)
+
+
+def test_an_ensemble_stream_ranks_each_members_pairs(paired, tmp_path):
+    """forensic_members: 2 -- the pair ranking loss is the mean of each member's own ranking loss."""
+    from forenx.modeling.heads import pair_ranking_loss, verdict_targets
+
+    stream = json.dumps({"forensic_width": 8, "forensic_members": 2})
+    trainer = build_trainer(*sft_args(paired, tmp_path / "run", "--tiny_overrides", stream,
+                                      "--forensic_pair_weight", "2.0", "--max_steps", "1"))
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model
+    model.train()
+    loss = trainer.compute_loss(model, dict(batch))
+    outputs = model(**{k: v for k, v in batch.items() if k != "pair_ids"})  # no dropout: the same forward
+    members = outputs.forensic_member_logits
+    assert members.shape == (4, 2)
+    _, is_fake, _ = verdict_targets(batch["labels"], trainer.verdict_token_ids, trainer.answer_prefix_ids)
+    pairs = [pair_ranking_loss(members[:, k], is_fake.float(), batch["pair_ids"]) for k in range(2)]
+    assert pairs[0] != pairs[1]
+    torch.testing.assert_close(loss, outputs.loss + 2.0 * (pairs[0] + pairs[1]) / 2)
+    trainer.train()
+    assert [e for e in trainer.state.log_history if "pair_loss" in e]
