@@ -35,8 +35,8 @@ from forenx.training.run_config import RUN_CONFIG_NAME, read_run_config
 if TYPE_CHECKING:  # the settings module imports transformers' Trainer stack (peft, bitsandbytes)
     from forenx.training.config import ModelArguments
 
-__all__ = ["FullWeightsReload", "build_base_model", "is_adapter_checkpoint", "load_checkpoint", "read_run_config",
-           "use_forensic_map_cache"]
+__all__ = ["FullWeightsReload", "build_base_model", "build_training_model", "is_adapter_checkpoint", "load_checkpoint",
+           "read_run_config", "use_forensic_map_cache"]
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -110,6 +110,21 @@ def build_base_model(args: ModelArguments) -> tuple[ForenXForConditionalGenerati
     ``args.load_in_4bit`` (bitsandbytes NF4; towers, fusion and projector stay unquantised)."""
     with _without_zero3_init():
         return _build_base_model(args)
+
+
+def build_training_model(args: ModelArguments, seed: int) -> tuple[ForenXForConditionalGeneration, ForenXProcessor]:
+    """:func:`build_base_model` for a training run (SFT or GRPO): the global RNG seeded with ``seed`` first, and
+    the forensic stream given the map cache ``args.forensic_map_cache`` asks for.
+
+    New weights (LoRA adapters, a built model's fusion) are drawn from the global RNG: seeding it here makes
+    ``seed`` fix them as it fixes the data order (the Trainer seeds only when it is built, after them).
+    """
+    from transformers import set_seed
+
+    set_seed(seed)
+    model, processor = build_base_model(args)
+    use_forensic_map_cache(model, args)
+    return model, processor
 
 
 def use_forensic_map_cache(model: torch.nn.Module, args: ModelArguments) -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback, set_seed
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from forenx.data.collate import render_record
@@ -51,7 +51,7 @@ from forenx.prompts import build_messages
 from forenx.schema import ANSWER_PREFIX
 from forenx.training import rewards as forensic_rewards
 from forenx.training.callbacks import RunConfigCallback, write_run_config
-from forenx.training.checkpoint import FullWeightsReload, build_base_model, use_forensic_map_cache
+from forenx.training.checkpoint import FullWeightsReload, build_training_model
 from forenx.training.config import DataArguments, ModelArguments, resolved_run_config
 from forenx.training.grpo_config import ForenXGRPOConfig, GRPOConfigError
 from forenx.training.lora import apply_finetuning, trainable_parameters
@@ -252,11 +252,7 @@ def build_grpo_trainer(model_args: ModelArguments, data_args: DataArguments, grp
     train_records, train_root = _records(data_args.train_file, data_args.data_root, data_args.train_split,
                                          data_args.max_train_samples, data_args.validate_images, "train_file")
     reward_funcs = build_reward_funcs(grpo_args, scorer)  # an unknown reward fails before the model is built
-    # New weights (LoRA adapters, a built model's fusion) are drawn from the global RNG: seed it, so that
-    # `seed` fixes them as it fixes the data order (the Trainer seeds only when it is built, after them).
-    set_seed(grpo_args.seed)
-    base_model, processor = build_base_model(model_args)
-    use_forensic_map_cache(base_model, model_args)
+    base_model, processor = build_training_model(model_args, grpo_args.seed)
     prompt_tokens = len(processor(text=[grpo_prompt(processor)], images=[load_image(train_root / train_records[0].image)],
                                   add_special_tokens=False)["input_ids"][0])
     if prompt_tokens + grpo_args.max_completion_length > data_args.max_length:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import EvalPrediction, Trainer, set_seed
+from transformers import EvalPrediction, Trainer
 
 from forenx.data.collate import ForensicChatCollator, chat_lengths, pair_key
 from forenx.data.io import default_root, read_records, records_to_dataset
@@ -40,7 +40,7 @@ from forenx.data.records import Record
 from forenx.data.validate import require_valid
 from forenx.modeling.heads import pair_ranking_loss, verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
-from forenx.training.checkpoint import FullWeightsReload, build_base_model, use_forensic_map_cache
+from forenx.training.checkpoint import FullWeightsReload, build_training_model
 from forenx.training.config import (
     DataArguments,
     ForenXSFTConfig,
@@ -305,11 +305,7 @@ def build_trainer(model_args: ModelArguments, data_args: DataArguments, sft_args
     # One process makes a missing ForgerySynth set (shared file system); the others wait for it.
     with sft_args.main_process_first(local=False, desc="ForgerySynth data"):
         ensure_synth(data_args)
-    # New weights (LoRA adapters, a built model's fusion) are drawn from the global RNG: seed it, so that
-    # `seed` fixes them as it fixes the data order (the Trainer seeds only when it is built, after them).
-    set_seed(sft_args.seed)
-    base_model, processor = build_base_model(model_args)
-    use_forensic_map_cache(base_model, model_args)
+    base_model, processor = build_training_model(model_args, sft_args.seed)
     paired = sft_args.forensic_pair_weight > 0
     if paired and not base_model.config.forensic_width:
         raise SFTConfigError("forensic_pair_weight > 0 ranks the forensic stream's logits, but the model has no "

@@ -241,8 +241,12 @@ def test_split_groups_and_parse_splits():
     assert sorted(g for names in assignment.values() for g in names) == sorted(groups)
     assert all(len(v) >= 2 for v in assignment.values())
     assert assignment == split_groups(groups, parse_splits("train=0.8,val=0.1,test=0.1"), seed=1)
-    with pytest.raises(ValueError, match="NAME=FRACTION"):
-        parse_splits("train:0.8")
+    for bad, match in (("train:0.8", "NAME=FRACTION"), ("=0.8", "NAME=FRACTION"), ("train=x", "NAME=FRACTION"),
+                       ("train=-1,test=2", "NAME=FRACTION"), ("train=0.5,train=0.5", "'train' is given twice"),
+                       ("train=0,test=0", "sum to more than 0"), ("", "sum to more than 0")):
+        with pytest.raises(ValueError, match=match):
+            parse_splits(bad)
+    assert parse_splits("train=1, ,test=1") == {"train": 0.5, "test": 0.5}
     with pytest.raises(ValueError, match="cannot fill"):
         split_groups(["a"], {"train": 0.5, "test": 0.5}, seed=0)
 
@@ -269,6 +273,7 @@ def test_pinned_groups_keep_their_split_and_the_rest_are_shared_out():
     ("test:g1", None, "SPLIT=GROUP"),
     ("test=g1,val=g1", None, "pinned to both 'test' and 'val'"),
     ("test=g1,test=g2", None, "given twice"),
+    ("test=+", None, "SPLIT=GROUP"),
     (None, {"train": ["g0"], "val": ["g1"], "test": ["g2"]}, "would be in none"),
 ])
 def test_bad_pins_are_refused_by_name(text, pinned, match):

@@ -10,12 +10,11 @@ import pytest
 from forenx.training.config import SFTConfigError
 from forenx.training.sft import build_trainer, run_sft
 from tests.training.test_sft import sft_args
-from tests.training.test_sft_pairs import paired  # noqa: F401  (the fixture)
 
 JPEG_STREAM = json.dumps({"forensic_width": 8, "forensic_jpeg": True})
 
 
-def test_cached_run_computes_each_image_once_and_trains_exactly_as_without(paired, tmp_path):  # noqa: F811
+def test_cached_run_computes_each_image_once_and_trains_exactly_as_without(paired, tmp_path):
     common = ("--tiny_overrides", JPEG_STREAM, "--max_steps", "10", "--eval_strategy", "steps",
               "--eval_steps", "5", "--max_eval_samples", "6")
     plain = run_sft(*sft_args(paired, tmp_path / "plain", *common))
@@ -34,7 +33,7 @@ def test_cached_run_computes_each_image_once_and_trains_exactly_as_without(paire
     assert evals[1] == pytest.approx(evals[0], abs=1e-6)
 
 
-def test_map_cache_setting_is_checked(paired, tmp_path):  # noqa: F811
+def test_map_cache_setting_is_checked(paired, tmp_path):
     with pytest.raises(SFTConfigError, match="forensic_map_cache=-1"):
         sft_args(paired, tmp_path / "a", "--forensic_map_cache", "-1")
     with pytest.raises(SFTConfigError, match="no forensic stream"):

@@ -4,7 +4,6 @@ forensic stream's pair ranking loss: the sampler, the batches, the loss, the che
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,14 +14,6 @@ from forenx.training.sft import PairedRandomSampler, build_trainer, pair_keys, r
 from tests.training.test_sft import sft_args
 
 STREAM = json.dumps({"forensic_width": 8})
-
-
-@pytest.fixture(scope="module")
-def paired(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("paired") / "fs"
-    synthesize(folder, n=40, seed=0, size=64, workers=1, paired="train")
-    return folder / "records.jsonl"
 
 
 def test_sampler_keeps_pairs_in_one_batch_and_is_fixed_by_seed_and_epoch():

@@ -182,6 +182,23 @@ def load_photos(photos: list[Photo], size: int) -> tuple[dict[str, np.ndarray], 
     return arrays, skipped
 
 
+def _assignments(text: str | None, option: str, form: str) -> dict[str, str]:
+    """``NAME=VALUE,NAME=VALUE`` (empty parts skipped) as ``{name: value}``; a part without a name or an ``=``,
+    or a name given twice, is a ValueError naming ``option`` and the expected ``form``."""
+    pairs: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{option} {text!r}: each part must be {form}")
+        if name in pairs:
+            raise ValueError(f"{option} {text!r}: split {name!r} is given twice")
+        pairs[name] = value
+    return pairs
+
+
 def parse_splits(text: str) -> dict[str, float]:
     """Parse ``train=0.8,val=0.1,test=0.1`` into normalised fractions.
 
@@ -190,19 +207,15 @@ def parse_splits(text: str) -> dict[str, float]:
     >>> parse_splits("train=3,test=1")
     {'train': 0.75, 'test': 0.25}
     """
+    form = "NAME=FRACTION, e.g. train=0.8,val=0.1,test=0.1"
     fractions: dict[str, float] = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        name = name.strip()
+    for name, value in _assignments(text, "--splits", form).items():
         try:
-            number = float(value)
+            fractions[name] = float(value)
         except ValueError:
-            number = -1.0
-        if not sep or not name or number < 0:
-            raise ValueError(f"--splits {text!r}: each part must be NAME=FRACTION, e.g. train=0.8,val=0.1,test=0.1")
-        if name in fractions:
-            raise ValueError(f"--splits {text!r}: split {name!r} is given twice")
-        fractions[name] = number
+            fractions[name] = -1.0
+        if fractions[name] < 0:
+            raise ValueError(f"--splits {text!r}: each part must be {form}")
     total = sum(fractions.values())
     if total <= 0:
         raise ValueError(f"--splits {text!r}: the fractions must sum to more than 0")
@@ -226,19 +239,13 @@ def parse_split_groups(text: str | None) -> dict[str, list[str]]:
     >>> parse_split_groups("")
     {}
     """
+    form = "SPLIT=GROUP+GROUP..., e.g. val=astronaut+coffee,test=camera+flower"
     pinned: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, value = part.partition("=")
-        name = name.strip()
+    for name, value in _assignments(text, "--split-groups", form).items():
         groups = [g.strip() for g in value.split("+") if g.strip()]
-        if not sep or not name or not groups:
-            raise ValueError(f"--split-groups {text!r}: each part must be SPLIT=GROUP+GROUP..., "
-                             "e.g. val=astronaut+coffee,test=camera+flower")
-        if name in pinned:
-            raise ValueError(f"--split-groups {text!r}: split {name!r} is given twice")
+        if not groups:
+            raise ValueError(f"--split-groups {text!r}: each part must be {form}")
         for group in groups:
             if group in seen:
                 raise ValueError(f"--split-groups {text!r}: photo group {group!r} is pinned to both "
