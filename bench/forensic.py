@@ -4,11 +4,12 @@ Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, ran
 without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
 the same run (the recipe's stream settings, JPEG and boundary maps included when it has them); then the
 forensic maps alone, the duplicate hash alone, the JPEG quantization maps alone, the boundary maps alone,
-and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``). Prints ms per
-image and the ratios. Figures only; nothing is asserted.
+and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``); last the conv net
+alone on maps already computed, one stream against an ensemble of ``--members`` (``forensic_members``), forward
+and forward + backward. Prints ms per image and the ratios. Figures only; nothing is asserted.
 
     python bench/forensic.py                  # batch 16, 5 timed repeats, 2 threads
-    python bench/forensic.py --batch 32 --repeats 10 --threads 1
+    python bench/forensic.py --batch 32 --repeats 10 --threads 1 --members 5
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 import yaml
 
 from forenx.modeling import tiny_model
-from forenx.modeling.forensic import MapCache, boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps, stream_maps
+from forenx.modeling.forensic import ForensicEncoder, MapCache, boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps, stream_maps
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--width", type=int, default=64, help="forensic_width of the stream")
+    parser.add_argument("--members", type=int, default=3, help="forensic_members of the ensemble timed against one stream")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = yaml.safe_load(NANO.read_text())["tiny_overrides"]
@@ -73,10 +75,29 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image")
     # forensic_map_cache: every map of an image seen before comes from the cache (a hash of its pixels).
     cache = MapCache(capacity=args.batch)
+    every_maps = stream_maps(pixels, jpeg=True, boundary=True)
     every = median_seconds(lambda: stream_maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
     cached = median_seconds(lambda: cache.maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
     print(f"  all maps (JPEG and boundary too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
           f"ms/image ({every / cached:.1f}x)")
+    # forensic_members: the conv nets alone, on the maps the cache hands them.
+    size, per_net = overrides["image_size"], {}
+    for members in (1, args.members):
+        torch.manual_seed(0)
+        encoder = ForensicEncoder(args.width, out_dim=overrides["clip_config"]["hidden_size"], grid=size // 32,
+                                  image_size=size, groups=10, jpeg=True, boundary=True, members=members)
+
+        def train_step(e=encoder):
+            with torch.enable_grad():  # main runs without autograd
+                tokens, logit = e.forward_maps(every_maps)
+                (tokens.mean() + logit.mean()).backward()
+
+        forward = median_seconds(lambda e=encoder: e.forward_maps(every_maps), args.repeats) / args.batch
+        per_net[members] = (forward, median_seconds(train_step, args.repeats) / args.batch)
+    (one, one_train), (ensemble, ensemble_train) = per_net.values()
+    print(f"  conv net on cached maps: one stream {1000 * one:.2f} ms/image forward, {1000 * one_train:.2f} with "
+          f"backward; {args.members} members {1000 * ensemble:.2f} / {1000 * ensemble_train:.2f} "
+          f"({ensemble / one:.1f}x / {ensemble_train / one_train:.1f}x)")
 
 
 if __name__ == "__main__":

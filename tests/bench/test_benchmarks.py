@@ -13,7 +13,7 @@ from tests.scripts import load_script
 
 # Each benchmark's smallest arguments, and a word its printed figures contain.
 SMALL = {
-    "forensic": (["--batch", "2", "--repeats", "1", "--threads", "1"], "ratio with / without"),
+    "forensic": (["--batch", "2", "--repeats", "1", "--threads", "1", "--members", "2"], "2 members"),
     "fusion": (["--preset", "medium", "--batch", "1", "--repeats", "1"], "ms"),
     "synth": (["--n", "12", "--size", "64", "--workers", "1"], "samples"),
     "rewards": (["--completions", "16", "--group", "4", "--baseline-completions", "2"], "completions"),
