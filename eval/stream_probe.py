@@ -42,7 +42,7 @@ from forenx.data.collate import pair_key
 from forenx.data.io import read_records, resolve_in_root
 from forenx.data.synth.manipulations import FAMILY_NAMES
 from forenx.images import load_image
-from forenx.modeling.forensic import BLOCK, ForensicEncoder, stream_maps
+from forenx.modeling.forensic import BLOCK, ForensicEncoder, each_member, stream_maps
 from forenx.modeling.heads import pair_ranking_loss
 
 FAMILIES = list(FAMILY_NAMES)
@@ -150,10 +150,9 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
         _, logit = encoder.forward_maps(train["maps"][rows], train["pixels"][rows].float() / 255)
         fake, family = train["fake"][rows], train["family"][rows]
         # An ensemble's members are each trained by their own losses (as the model trains them).
-        logits = encoder.member_logits.unbind(-1) if encoder.member_logits is not None else [logit]
-        groups = encoder.member_group_logits if encoder.member_group_logits is not None else [encoder.group_logits]
         losses = []
-        for logit, group in zip(logits, groups):
+        for logit, group in zip(each_member(logit, encoder.member_logits, dim=-1),
+                                each_member(encoder.group_logits, encoder.member_group_logits)):
             loss = F.binary_cross_entropy_with_logits(logit, fake)
             if args.pair_weight > 0:
                 pair = pair_ranking_loss(logit, fake, train["pair_ids"][rows])

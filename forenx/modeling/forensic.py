@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache",
-           "ResidualBranch", "boundary_maps", "duplicate_maps", "forensic_maps", "jpeg_grid_maps", "map_names",
+           "ResidualBranch", "boundary_maps", "duplicate_maps", "each_member", "forensic_maps", "jpeg_grid_maps", "map_names",
            "stream_maps", "use_map_cache", "window_dct"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
@@ -394,6 +394,19 @@ def use_map_cache(model: nn.Module, capacity: int) -> int:
     for encoder in encoders:
         encoder.map_cache = MapCache(capacity) if capacity else None
     return len(encoders)
+
+
+def each_member(value: torch.Tensor, members: torch.Tensor | None, dim: int = 0) -> list[torch.Tensor]:
+    """An ensemble's per-member values (``members``, stacked along ``dim``: ``member_logits`` along -1,
+    ``member_group_logits`` along 0) as a list, each member trained by its own loss; ``[value]`` for one
+    stream (``members`` None).
+
+    >>> [tuple(t.shape) for t in each_member(torch.zeros(4), torch.zeros(4, 3), dim=-1)]
+    [(4,), (4,), (4,)]
+    >>> [tuple(t.shape) for t in each_member(torch.zeros(4), None)]
+    [(4,)]
+    """
+    return list(members.unbind(dim)) if members is not None else [value]
 
 
 def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:

@@ -26,7 +26,7 @@ from transformers.models.llava.modeling_llava import (
 )
 
 from forenx.modeling.configuration import ForenXConfig
-from forenx.modeling.forensic import ForensicEncoder
+from forenx.modeling.forensic import ForensicEncoder, each_member
 from forenx.modeling.fusion import ForgeryAwareFusion
 from forenx.modeling.heads import add_verdict_evidence, forensic_loss, mapper_loss, prefix_ends, prob_fake
 from forenx.modeling.names import NameEvidenceProcessor, NameTrie
@@ -184,12 +184,12 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         if labels is not None and forensic_logit is not None:
             result.forensic_loss = torch.stack([
                 forensic_loss(logit, labels, self.config.verdict_token_ids, self.config.answer_prefix_ids)
-                for logit in (members.unbind(-1) if members is not None else [forensic_logit])]).mean()
+                for logit in each_member(forensic_logit, members, dim=-1)]).mean()
             result.loss = result.loss + self.config.forensic_loss_weight * result.forensic_loss
         if labels is not None and name_logits is not None:
             targets = self._name_trie.targets(labels)
-            result.name_loss = torch.stack([NameTrie.loss(logits, targets) for logits in
-                                            (member_groups if member_groups is not None else [name_logits])]).mean()
+            result.name_loss = torch.stack([NameTrie.loss(logits, targets)
+                                            for logits in each_member(name_logits, member_groups)]).mean()
             result.loss = result.loss + self.config.forensic_name_weight * result.name_loss
         return result
 

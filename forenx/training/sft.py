@@ -38,6 +38,7 @@ from forenx.data.collate import ForensicChatCollator, chat_lengths, pair_key
 from forenx.data.io import default_root, read_records, records_to_dataset
 from forenx.data.records import Record
 from forenx.data.validate import require_valid
+from forenx.modeling.forensic import each_member
 from forenx.modeling.heads import pair_ranking_loss, verdict_targets
 from forenx.training.callbacks import RunConfigCallback, write_run_config
 from forenx.training.checkpoint import FullWeightsReload, build_training_model
@@ -231,9 +232,9 @@ class ForenXTrainer(FullWeightsReload, Trainer):
             # Rows without a verdict get ids of their own: they never form a pair.
             lone = -1 - torch.arange(len(pair_ids), device=pair_ids.device)
             pair_ids = torch.where(has_verdict.to(pair_ids.device), pair_ids, lone)
-            logits = (outputs.forensic_member_logits.unbind(-1) if outputs.forensic_member_logits is not None
-                      else [outputs.forensic_logit])  # an ensemble's members each rank their own pairs
-            pairs = [pair_ranking_loss(logit, is_fake.to(pair_ids.device), pair_ids) for logit in logits]
+            # An ensemble's members each rank their own pairs.
+            pairs = [pair_ranking_loss(logit, is_fake.to(pair_ids.device), pair_ids)
+                     for logit in each_member(outputs.forensic_logit, outputs.forensic_member_logits, dim=-1)]
             pair = torch.stack(pairs).mean() if pairs[0] is not None else None
             paired_rows = ((pair_ids[:, None] == pair_ids[None, :]).sum(1) == 2).sum().cpu()
             if pair is not None:
