@@ -121,6 +121,11 @@ class DataArguments:
     synth_paired: str = field(default="none", metadata={"help": (
         "Splits of the ForgerySynth set made by synth_n whose real samples are the forgeries' untouched originals "
         "(none, all, or split names such as train); what forensic_pair_weight trains on.")})
+    synth_procedural: int = field(default=0, metadata={"help": (
+        "That many more train samples in the ForgerySynth set made by synth_n, cropped from procedural dead-leaves "
+        "images (forenx data synth --procedural); the synth_n samples stay as they are.")})
+    synth_procedural_photos: int = field(default=200, metadata={"help": (
+        "How many dead-leaves images synth_procedural crops from (forenx data synth --procedural-photos).")})
 
     def __post_init__(self):
         if self.train_file is None:

@@ -78,7 +78,8 @@ def ensure_synth(args: DataArguments) -> None:
     logger.warning("train_file %s is missing: making a ForgerySynth set of %d samples there", train_file, args.synth_n)
     synthesize(train_file.parent, n=args.synth_n, seed=args.synth_seed, size=args.synth_size,
                variations=args.synth_variations, variation_rate=args.synth_variation_rate, paired=args.synth_paired,
-               pinned_groups=args.synth_split_groups, extra_photos=args.synth_extra_photos)
+               pinned_groups=args.synth_split_groups, extra_photos=args.synth_extra_photos,
+               procedural=args.synth_procedural, procedural_photos=args.synth_procedural_photos)
 
 
 def _records(path: str, root: str | None, split: str | None, limit: int | None, check_images: bool,

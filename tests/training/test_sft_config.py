@@ -119,6 +119,9 @@ def test_synth_data_is_made_when_missing(tmp_path):
     target = tmp_path / "made" / "records.jsonl"
     _, data_args, _ = parse_sft_args(["--model_name_or_path", "tiny", "--train_file", str(target), "--synth_n", "12",
                                       "--synth_size", "48", "--eval_split", "", "--output_dir", str(tmp_path / "o"),
+                                      "--synth_procedural", "4", "--synth_procedural_photos", "2",
                                       "--report_to", "none"])
     data = prepare_data(data_args, tiny_model()[1])
     assert target.is_file() and len(data.train_dataset) > 0 and data.eval_dataset is None
+    photos = [json.loads(line)["meta"]["photo"] for line in target.read_text().splitlines()]
+    assert len(photos) == 16 and all(p.startswith("dead_leaves_") for p in photos[12:])

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from forenx.data.synth.manipulations import SEVERITY_FLOOR, SEVERITY_SPAN, STRENGTH_RULES
 from forenx.data.synth.photos import Photo
+from forenx.data.synth.procedural import PROCEDURAL_LICENSE
 
 if TYPE_CHECKING:
     from forenx.data.synth.generator import SynthSummary
@@ -67,6 +68,12 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
             "there is the untouched original of one forgery (the same crop, through the same capture "
             "variation, before the manipulation; `meta.original_of` holds the forgery's id), so a "
             "detector can tell the two apart only by the manipulation."), ""] if summary.paired_splits else []),
+        *([(f"Procedural photographs (`--procedural`): {summary.procedural} of the `train` samples are cropped "
+            f"from {summary.procedural_photos} dead-leaves images (`dead_leaves_*`: occluding shapes with "
+            "power-law sizes, textured, partly defocused, under uneven light, with lens blur, sensor noise "
+            "and some JPEG) painted in the training photographs' colours, varied, paired and manipulated like "
+            "the photographs' crops. They come after the photographs' samples, which are the same with or "
+            "without them; no photograph is in them, so they are CC0."), ""] if summary.procedural else []),
         "## Files",
         "",
         ("- `records.jsonl`: one ForenX record per line (`id, image, label, generator, source, quadruples, "
@@ -129,6 +136,8 @@ def render_card(summary: SynthSummary, photos: list[Photo], fractions: dict[str,
         "|---|---|---|",
     ]
     lines += [f"| `{p.name}` | {p.group} | {p.license} |" for p in photos]
+    if summary.procedural_photos:
+        lines.append(f"| `dead_leaves_*` ({summary.procedural_photos}, train only) | one each | {PROCEDURAL_LICENSE} |")
     if summary.skipped_photos:
         lines += ["", "Skipped photos:", ""] + [f"- {reason}" for reason in summary.skipped_photos]
     lines += [

@@ -46,6 +46,12 @@ def synth_command(
     paired: Annotated[str, typer.Option(
         "--paired", help="Splits whose real samples are the forgeries' untouched originals (same crop and "
         "capture, before the manipulation): none, all or split names, e.g. train.")] = "none",
+    procedural: Annotated[int, typer.Option(
+        "--procedural", min=0, help="This many more train samples, cropped from procedural dead-leaves images "
+        "(never memorised: a detector learns the manipulations, not the photographs); the --n samples stay "
+        "as they are.")] = 0,
+    procedural_photos: Annotated[int, typer.Option(
+        "--procedural-photos", min=1, help="How many dead-leaves images --procedural crops from.")] = 200,
 ) -> None:
     """Procedural forgeries on real photographs, with exact masks and quadruples."""
     from rich.console import Console
@@ -59,11 +65,12 @@ def synth_command(
     family_list = [f.strip() for f in families.split(",") if f.strip()] if families else None
     try:
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("synthesising", total=n)
+            task = bar.add_task("synthesising", total=n + procedural)
             summary = synthesize(out, n, seed, photos=photos, size=size, real_fraction=real_fraction,
                                  splits=splits, families=family_list, workers=workers, overwrite=overwrite,
                                  variations=variations, variation_rate=variation_rate, paired=paired,
-                                 pinned_groups=split_groups, extra_photos=extra_photos,
+                                 pinned_groups=split_groups, extra_photos=extra_photos, procedural=procedural,
+                                 procedural_photos=procedural_photos,
                                  progress=lambda done: bar.update(task, completed=done))
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         fail(err)

@@ -54,8 +54,9 @@ from forenx.data.synth.photos import (
     photos_from_dir,
     split_groups,
 )
+from forenx.data.synth.procedural import palette_of, procedural_catalogue, render_procedural
 
-__all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_samples", "render_sample", "synthesize"]
+__all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_procedural", "plan_samples", "render_sample", "synthesize"]
 
 SOURCE = "forgerysynth"
 # Crop origins are multiples of capture.CROP_ALIGN (8), so a JPEG source photo's own 8x8 grid stays aligned
@@ -102,6 +103,9 @@ class SynthSummary:
     paired_splits: list[str] = field(default_factory=list)
     #: Photo groups pinned to splits (--split-groups); the other groups were shared out by the fractions.
     pinned_groups: dict[str, list[str]] = field(default_factory=dict)
+    #: How many of the ``n`` samples are cropped from procedural (dead-leaves) photos (--procedural).
+    procedural: int = 0
+    procedural_photos: int = 0
 
 
 def _balanced(rng: np.random.Generator, options: list[str], count: int) -> list[str]:
@@ -142,37 +146,58 @@ def plan_samples(photos: list[Photo], n: int, seed: int, splits: dict[str, float
     for split, count in zip(names, counts):
         members = sorted(p.name for p in photos if split_of_group[p.group] == split)
         split_photos[split] = members
-        n_real = round(count * real_fraction)
-        labels = ["real"] * n_real + ["fake"] * (count - n_real)
-        labels = [labels[i] for i in rng.permutation(count)]
-        chosen = _balanced(rng, members, count)
-        usable = [f for f in families if f != "splicing" or len({group_of[m] for m in members}) > 1]
-        if not usable:
-            raise ValueError(f"split {split!r} has one photo group only, so it cannot splice; "
-                             "add photos or choose other families")
-        fams = iter(_balanced(rng, usable, count - n_real))
-        for label, photo in zip(labels, chosen):
-            index = len(specs)
-            if label == "real":
-                specs.append(SampleSpec(index, split, "real", photo))
-                continue
-            family = next(fams)
-            donor = None
-            if family == "splicing":
-                others = [m for m in members if group_of[m] != group_of[photo]]
-                donor = others[int(rng.integers(len(others)))]
-            specs.append(SampleSpec(index, split, "fake", photo, family, donor))
-        if split in paired:
-            _pair_up(specs, split)
+        _plan_split(specs, rng, split, count, members, group_of, real_fraction, families, split in paired)
     return specs, split_photos
 
 
-def _pair_up(specs: list[SampleSpec], split: str) -> None:
-    """Make the split's k-th real sample the original of its k-th forgery (in place)."""
-    reals = [i for i, s in enumerate(specs) if s.split == split and s.label == "real"]
-    fakes = [s for s in specs if s.split == split and s.label == "fake"]
+def _plan_split(specs: list[SampleSpec], rng: np.random.Generator, split: str, count: int, members: list[str],
+                group_of: dict[str, str], real_fraction: float, families: list[str], paired: bool) -> None:
+    """Append ``count`` samples of ``split`` cropped from ``members`` to ``specs`` (indices continue)."""
+    start = len(specs)
+    n_real = round(count * real_fraction)
+    labels = ["real"] * n_real + ["fake"] * (count - n_real)
+    labels = [labels[i] for i in rng.permutation(count)]
+    chosen = _balanced(rng, members, count)
+    usable = [f for f in families if f != "splicing" or len({group_of[m] for m in members}) > 1]
+    if not usable:
+        raise ValueError(f"split {split!r} has one photo group only, so it cannot splice; "
+                         "add photos or choose other families")
+    fams = iter(_balanced(rng, usable, count - n_real))
+    for label, photo in zip(labels, chosen):
+        index = len(specs)
+        if label == "real":
+            specs.append(SampleSpec(index, split, "real", photo))
+            continue
+        family = next(fams)
+        donor = None
+        if family == "splicing":
+            others = [m for m in members if group_of[m] != group_of[photo]]
+            donor = others[int(rng.integers(len(others)))]
+        specs.append(SampleSpec(index, split, "fake", photo, family, donor))
+    if paired:
+        _pair_up(specs, start)
+
+
+def plan_procedural(specs: list[SampleSpec], photos: list[Photo], count: int, seed: int, split: str,
+                    real_fraction: float, families: list[str], paired: bool) -> None:
+    """Append ``count`` samples of ``split`` cropped from the procedural ``photos`` to ``specs``.
+
+    Drawn from their own generator ``default_rng([seed, 4])`` after every other sample, so the
+    photographs' samples are the same with or without them; splice donors are other procedural photos.
+    """
+    if count > 0 and not photos:
+        raise ValueError(f"--procedural {count} samples need procedural photos (--procedural-photos at least 1)")
+    group_of = {p.name: p.group for p in photos}
+    _plan_split(specs, np.random.default_rng([seed, 4]), split, count, [p.name for p in photos], group_of,
+                real_fraction, families, paired)
+
+
+def _pair_up(specs: list[SampleSpec], start: int) -> None:
+    """Make the k-th real sample from ``specs[start]`` on the original of the k-th forgery (in place)."""
+    reals = [i for i in range(start, len(specs)) if specs[i].label == "real"]
+    fakes = [s for s in specs[start:] if s.label == "fake"]
     for i, fake in zip(reals, fakes):
-        specs[i] = SampleSpec(specs[i].index, split, "real", fake.photo, original_of=fake)
+        specs[i] = SampleSpec(specs[i].index, specs[i].split, "real", fake.photo, original_of=fake)
 
 
 def _crop(rng: np.random.Generator, photo: np.ndarray, size: int, vary: bool
@@ -317,7 +342,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
                progress: Callable[[int], None] | None = None, variations: str | list[str] = "none",
                variation_rate: float = 1.0, paired: str | list[str] = "none",
-               pinned_groups: str | dict[str, list[str]] | None = None, extra_photos: bool = False) -> SynthSummary:
+               pinned_groups: str | dict[str, list[str]] | None = None, extra_photos: bool = False,
+               procedural: int = 0, procedural_photos: int = 200) -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
     ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples; with
@@ -334,6 +360,9 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     ``pinned_groups``: photo groups pinned to splits, ``"val=astronaut+coffee,test=camera+flower"`` or a
     dict; the other groups are shared out among the other splits by their fractions. Pinning keeps the
     held-out photos fixed when photos are added.
+    ``procedural``: that many more samples for the ``train`` split, cropped from ``procedural_photos``
+    dead-leaves images (:mod:`forenx.data.synth.procedural`) painted in the training photographs'
+    colours; they come after the ``n`` samples, which stay byte-identical to a run without them.
     """
     from forenx.data.synth.card import write_card
 
@@ -360,11 +389,23 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     usable = [p for p in catalogue if p.name in arrays]
     if not usable:
         raise ValueError(f"no usable photo for {size}x{size} crops: " + "; ".join(skipped))
+    if procedural < 0 or procedural_photos < 0:
+        raise ValueError(f"--procedural {procedural} / --procedural-photos {procedural_photos}: must not be negative")
+    if procedural and fractions.get("train", 0) <= 0:
+        raise ValueError(f"--procedural adds training samples, but there is no train split in --splits "
+                         f"({', '.join(fractions)})")
     specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families, paired_splits, pinned)
+    made: list[Photo] = []
+    if procedural:
+        made = procedural_catalogue(procedural_photos)
+        plan_procedural(specs, made, procedural, seed, "train", real_fraction, families, "train" in paired_splits)
+        palette = palette_of([arrays[name] for name in split_photos["train"]], np.random.default_rng([seed, 3]))
+        arrays = {**arrays, **render_procedural(made, palette, seed, max(1, min(workers or os.cpu_count() or 1,
+                                                                                procedural_photos)))}
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
-    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
     records: list[dict[str, Any]] = []
     if workers == 1:
         _init_worker(arrays, str(out), seed, size, vary_splits, variation_rate)
@@ -390,11 +431,12 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
         key = record["generator"] if record["label"] == "fake" else "real"
         counts.setdefault(record["split"], Counter())[key] += 1
     counts = {split: dict(sorted(c.items())) for split, c in counts.items()}
-    summary = SynthSummary(out_dir=str(out), n=n, seed=seed, size=size, counts=counts,
+    summary = SynthSummary(out_dir=str(out), n=len(specs), seed=seed, size=size, counts=counts,
                            split_photos=split_photos, skipped_photos=skipped, workers=workers,
                            variation_splits=sorted(vary_splits),
                            variation_rate=variation_rate if vary_splits else 1.0,
-                           paired_splits=sorted(paired_splits), pinned_groups=pinned)
-    write_card(out / "README.md", summary, [p for p in usable], fractions, real_fraction, families)
+                           paired_splits=sorted(paired_splits), pinned_groups=pinned, procedural=len(specs) - n,
+                           procedural_photos=len(made))
+    write_card(out / "README.md", summary, usable, fractions, real_fraction, families)
     summary.seconds = time.perf_counter() - start
     return summary
