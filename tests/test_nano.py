@@ -172,6 +172,35 @@ def test_nano_table_shows_the_auc_within_each_photo():
     assert "within each photo" not in nano_table({"detection": {**detection, "per_photo": {}}})
 
 
+def test_wider_check_uses_only_the_four_extra_photographs_and_says_why_when_it_cannot(tmp_path, monkeypatch):
+    """The wider held-out check: plain samples of the photos extra's four photographs only (no nano split
+    has them), scored by the shipped model and shown in the table; without the extra it is skipped with
+    the reason, and the evaluation goes on."""
+    from forenx.data.io import read_records
+    from forenx.data.synth import photos as photos_module
+    from forenx.training import nano
+
+    monkeypatch.setattr(nano, "WIDER_DIR", tmp_path / "wider")
+    monkeypatch.setattr(nano, "WIDER", {**nano.WIDER, "n": 40})
+    wider = nano.wider_report(DEFAULT_MODEL_DIR)
+    records = read_records(tmp_path / "wider" / "records.jsonl")
+    assert len(records) == 40 and {r.split for r in records} == {"test"}
+    assert {r.meta["photo"] for r in records} == set(nano.WIDER_GROUPS)
+    assert not set(nano.WIDER_GROUPS) & set(nano.SYNTH["pinned_groups"].replace("=", "+").replace(",", "+").split("+"))
+    assert wider["n"] == 40 and 0.0 <= wider["auc"] <= 1.0 and set(wider["per_photo"]) == set(nano.WIDER_GROUPS)
+    row = [line for line in nano.nano_table({"detection": {}, "wider": wider}).splitlines() if "four more" in line]
+    assert row == [f"| four more unseen photographs (ascent / grace_hopper / luispedro / nuclear; 40 images): "
+                   f"accuracy / AUC | {wider['accuracy']:.3f} / {wider['auc']:.3f} |"]
+
+    def missing(extra=False):
+        raise FileNotFoundError("mahotas is not installed (pip install 'forenx[photos]')")
+
+    monkeypatch.setattr(photos_module, "default_photos", missing)
+    monkeypatch.setattr(nano, "WIDER_DIR", tmp_path / "none")
+    assert nano.wider_report(DEFAULT_MODEL_DIR) == {"skipped": "mahotas is not installed (pip install 'forenx[photos]')"}
+    assert "four more" not in nano.nano_table({"detection": {}, "wider": {"skipped": "x"}})
+
+
 @pytest.mark.slow
 def test_seed_step_trains_calibrates_and_reports_the_test_detection(tmp_path, monkeypatch):
     """``python -m forenx.training.nano seed N``, on a small ForgerySynth set and 4 training steps (the

@@ -337,7 +337,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.PathLike | None = None,
+def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.PathLike | list[Photo] | None = None,
                size: int = 256, real_fraction: float = 0.5, splits: str | dict[str, float] = "train=0.8,val=0.1,test=0.1",
                families: list[str] | None = None, workers: int | None = None, overwrite: bool = False,
                progress: Callable[[int], None] | None = None, variations: str | list[str] = "none",
@@ -346,8 +346,9 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
                procedural: int = 0, procedural_photos: int = 200) -> SynthSummary:
     """Write a ForgerySynth data set of ``n`` samples to ``out_dir``; same seed, same bytes.
 
-    ``photos``: a folder of photographs (default: the scikit-image / scikit-learn samples; with
-    ``extra_photos`` also those of matplotlib, PyWavelets and mahotas).
+    ``photos``: a folder of photographs, or a list of :class:`Photo` (e.g. some of :func:`default_photos`);
+    default: the scikit-image / scikit-learn samples, with ``extra_photos`` also those of matplotlib,
+    PyWavelets and mahotas.
     ``workers``: processes to render with (default: the CPU count); the output does not depend on it.
     ``progress``: called with the number of samples finished so far.
     ``variations``: the splits whose crops go through capture variations: ``"none"`` (default),
@@ -384,7 +385,10 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
     if photos is not None and extra_photos:
         raise ValueError("--extra-photos adds to the default photographs; with --photos DIR, put every photo "
                          "you want in that folder")
-    catalogue = photos_from_dir(photos) if photos is not None else default_photos(extra_photos)
+    if isinstance(photos, list | tuple):
+        catalogue = list(photos)
+    else:
+        catalogue = photos_from_dir(photos) if photos is not None else default_photos(extra_photos)
     arrays, skipped = load_photos(catalogue, size)
     usable = [p for p in catalogue if p.name in arrays]
     if not usable:
