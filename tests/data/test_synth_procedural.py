@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from forenx.data.records import Record
 from forenx.data.synth import synthesize
-from forenx.data.synth.procedural import dead_leaves, palette_of, procedural_catalogue, render_procedural
+from forenx.data.synth.generator import render_procedural
+from forenx.data.synth.procedural import dead_leaves, palette_of, procedural_catalogue
 
 PALETTE = np.array([[200, 40, 30], [30, 90, 210], [240, 230, 200], [20, 20, 25], [90, 140, 60]], np.float32)
 

@@ -54,9 +54,10 @@ from forenx.data.synth.photos import (
     photos_from_dir,
     split_groups,
 )
-from forenx.data.synth.procedural import palette_of, procedural_catalogue, render_procedural
+from forenx.data.synth.procedural import palette_of, procedural_catalogue, procedural_image
 
-__all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_procedural", "plan_samples", "render_sample", "synthesize"]
+__all__ = ["SOURCE", "SampleSpec", "SynthSummary", "plan_procedural", "plan_samples", "render_procedural",
+           "render_sample", "synthesize"]
 
 SOURCE = "forgerysynth"
 # Crop origins are multiples of capture.CROP_ALIGN (8), so a JPEG source photo's own 8x8 grid stays aligned
@@ -301,6 +302,32 @@ def _render_in_worker(spec: SampleSpec) -> dict[str, Any]:
     return render_sample(spec, _STATE["photos"], _STATE["out_dir"], _STATE["seed"], _STATE["size"], vary=vary).to_dict()
 
 
+def _pool(workers: int, initializer: Callable[..., None], init_args: tuple[Any, ...]) -> Any:
+    """A process pool; forked where the platform can, so the workers inherit the photos without a copy."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method).Pool(workers, initializer, init_args)
+
+
+def _init_procedural(palette: np.ndarray, seed: int) -> None:
+    _STATE.update(palette=palette, seed=seed)
+
+
+def _procedural_in_worker(k: int) -> np.ndarray:
+    return procedural_image(_STATE["palette"], _STATE["seed"], k)
+
+
+def render_procedural(photos: list[Photo], palette: np.ndarray, seed: int, workers: int = 1
+                      ) -> dict[str, np.ndarray]:
+    """The arrays of :func:`~forenx.data.synth.procedural.procedural_catalogue`'s ``photos`` by name (the k-th is
+    :func:`~forenx.data.synth.procedural.procedural_image` ``(palette, seed, k)``); the same for any ``workers``."""
+    if workers <= 1 or len(photos) <= 1:
+        arrays = [procedural_image(palette, seed, k) for k in range(len(photos))]
+    else:  # the palette reaches each worker once, through the initializer, not with every image's task
+        with _pool(min(workers, len(photos)), _init_procedural, (palette, seed)) as pool:
+            arrays = pool.map(_procedural_in_worker, range(len(photos)), chunksize=1)
+    return {photo.name: array for photo, array in zip(photos, arrays)}
+
+
 def parse_split_names(variations: str | list[str], splits: list[str], option: str = "--variations"
                       ) -> frozenset[str]:
     """The splits named by ``variations`` (``"none"``, ``"all"`` or split names, comma-separated),
@@ -404,8 +431,7 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
         made = procedural_catalogue(procedural_photos)
         plan_procedural(specs, made, procedural, seed, "train", real_fraction, families, "train" in paired_splits)
         palette = palette_of([arrays[name] for name in split_photos["train"]], np.random.default_rng([seed, 3]))
-        arrays = {**arrays, **render_procedural(made, palette, seed, max(1, min(workers or os.cpu_count() or 1,
-                                                                                procedural_photos)))}
+        arrays = {**arrays, **render_procedural(made, palette, seed, workers or os.cpu_count() or 1)}
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
@@ -418,9 +444,8 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
             if progress:
                 progress(len(records))
     else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         init_args = (arrays, str(out), seed, size, vary_splits, variation_rate)
-        with multiprocessing.get_context(method).Pool(workers, _init_worker, init_args) as pool:
+        with _pool(workers, _init_worker, init_args) as pool:
             # imap keeps the sample order, whatever order the workers finish in.
             for record in pool.imap(_render_in_worker, specs, chunksize=8):
                 records.append(record)

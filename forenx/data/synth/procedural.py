@@ -13,8 +13,6 @@ the training split's photographs (``palette``), so the same seed and photos give
 
 from __future__ import annotations
 
-import multiprocessing
-
 import numpy as np
 from PIL import Image, ImageFilter
 from scipy import ndimage
@@ -22,7 +20,7 @@ from scipy import ndimage
 from forenx.data.synth.manipulations import jpeg_roundtrip
 from forenx.data.synth.photos import Photo
 
-__all__ = ["PROCEDURAL_LICENSE", "dead_leaves", "palette_of", "procedural_catalogue", "render_procedural"]
+__all__ = ["PROCEDURAL_LICENSE", "dead_leaves", "palette_of", "procedural_catalogue", "procedural_image"]
 
 PROCEDURAL_LICENSE = "CC0 (procedural dead-leaves image drawn by forenx)"
 #: Side of a procedural photograph; capture variations crop up to about 1.6 times the crop side from it.
@@ -127,20 +125,6 @@ def dead_leaves(rng: np.random.Generator, palette: np.ndarray, side: int = SIDE)
     return jpeg_roundtrip(out, int(rng.integers(80, 98))) if rng.random() < 0.4 else out
 
 
-def _render_one(job: tuple[int, int, np.ndarray]) -> np.ndarray:
-    seed, k, palette = job
+def procedural_image(palette: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """The k-th procedural photograph of ``seed``: :func:`dead_leaves` from ``default_rng([seed, 3, k])``."""
     return dead_leaves(np.random.default_rng([seed, 3, k]), palette)
-
-
-def render_procedural(photos: list[Photo], palette: np.ndarray, seed: int, workers: int = 1
-                      ) -> dict[str, np.ndarray]:
-    """The arrays of :func:`procedural_catalogue`'s ``photos`` (the k-th from ``default_rng([seed, 3, k])``),
-    by name; the same for any number of ``workers``."""
-    jobs = [(seed, k, palette) for k in range(len(photos))]
-    if workers <= 1 or len(jobs) <= 1:
-        arrays = [_render_one(job) for job in jobs]
-    else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
-            arrays = pool.map(_render_one, jobs, chunksize=1)
-    return {photo.name: array for photo, array in zip(photos, arrays)}
