@@ -21,4 +21,7 @@ def free_port() -> int:
 def launch_env(**extra: str) -> dict[str, str]:
     """This process's environment plus the settings of an offline 2-process CPU run, then ``extra``."""
     return {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+            "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            # A rank that dies of a signal (SIGABRT from gloo at exit was seen once in many runs) prints
+            # every thread's Python stack to stderr, which the failing test's message shows.
+            "PYTHONFAULTHANDLER": "1", **extra}
