@@ -282,9 +282,11 @@ def render_report(metrics: Mapping[str, Any]) -> str:
                    f"{semantic['image_set_rule']}."), "", semantic_markdown(semantic)]
     detection = metrics.get("detection")
     if detection:
-        keys = ("n", "accuracy", "accuracy_real", "accuracy_fake", "auc", "ap", "f1", "ece", "unparseable")
+        keys = ("n", "accuracy", "accuracy_real", "accuracy_fake", "auc", "ap", "auc_vs_real", "f1", "ece",
+                "unparseable")
         header = "| Group | " + " | ".join(keys) + " |"
-        lines += ["## Detection", "", "An unparseable answer counts as wrong.", "", header,
+        lines += ["## Detection", "", "An unparseable answer counts as wrong; auc_vs_real ranks a group's fakes "
+                  "against all the reals.", "", header,
                   "|" + "---|" * (len(keys) + 1)]
         lines.append("| all | " + " | ".join(_fmt(detection.get(k)) for k in keys) + " |")
         for group, values in detection.get("per_generator", {}).items():

@@ -177,8 +177,9 @@ def _group_metrics(y: np.ndarray, predicted_fake: np.ndarray, unparseable: np.nd
         "accuracy_fake": round(float(correct[fake].mean()), 4) if fake.any() else None,
     }
     both = real.any() and fake.any()
+    # AP needs both classes as much as AUC does: on fakes alone every ranking has AP 1.
     out["auc"] = round(float(roc_auc_score(y, scores)), 4) if both else None
-    out["ap"] = round(float(average_precision_score(y, scores)), 4) if fake.any() else None
+    out["ap"] = round(float(average_precision_score(y, scores)), 4) if both else None
     out["f1"] = round(float(f1_score(y, scores >= 0.5, zero_division=0.0)), 4) if len(y) else None
     with_prob = [i for i, p in enumerate(probs) if p is not None]
     out["n_with_prob"] = len(with_prob)
@@ -193,7 +194,9 @@ def detection_metrics(labels: Sequence[Any], verdicts: Sequence[Any], *,
     """Detection metrics overall and per generator (real images have their own generator, often None).
 
     ``labels``: "real" / "fake" per image (others are skipped and counted in ``skipped_unlabelled``);
-    ``verdicts``: the parsed verdicts, None for an unparseable answer (counted wrong).
+    ``verdicts``: the parsed verdicts, None for an unparseable answer (counted wrong). Each generator's
+    entry also has ``auc_vs_real`` / ``ap_vs_real``: its fakes against all the reals (which generator
+    a detector misses, when the reals are one pool and every generator's group holds fakes only).
     """
     if len(labels) != len(verdicts):
         raise ValueError(f"{len(labels)} labels but {len(verdicts)} verdicts")
@@ -218,8 +221,23 @@ def detection_metrics(labels: Sequence[Any], verdicts: Sequence[Any], *,
         groups["(none)" if g is None else str(g)].append(i)
     if generators is not None:
         result["per_generator"] = {
-            g: _group_metrics(y[idx], predicted_fake[idx], unparseable[idx], scores[idx],
-                              [probs[i] for i in idx], [y_lab[i] for i in idx])
+            g: {**_group_metrics(y[idx], predicted_fake[idx], unparseable[idx], scores[idx],
+                                 [probs[i] for i in idx], [y_lab[i] for i in idx]),
+                **_against_reals(y, scores, idx)}
             for g, idx in sorted(groups.items())
         }
     return result
+
+
+def _against_reals(y: np.ndarray, scores: np.ndarray, idx: list[int]) -> dict[str, float | None]:
+    """``auc_vs_real`` / ``ap_vs_real``: the group's fakes ranked against ALL the evaluated reals (the
+    usual per-generator figure when one pool of real images serves every generator; a generator of fakes
+    only has no AUC of its own). None without fakes in the group or reals in the set."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    fakes = [i for i in idx if y[i]]
+    if not fakes or y.all():
+        return {"auc_vs_real": None, "ap_vs_real": None}
+    pool = np.concatenate([np.flatnonzero(~y), fakes])
+    return {"auc_vs_real": round(float(roc_auc_score(y[pool], scores[pool])), 4),
+            "ap_vs_real": round(float(average_precision_score(y[pool], scores[pool])), 4)}

@@ -406,7 +406,7 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
     """The Markdown quality table of :func:`evaluate`'s ``metrics.json``.
 
     >>> print(nano_table({"detection": {"n": 2, "accuracy": 1.0, "auc": 1.0, "ece": 0.01,
-    ...     "per_generator": {"real": {"n": 1, "accuracy": 1.0}, "blur": {"n": 1, "accuracy": 1.0}}},
+    ...     "per_generator": {"real": {"n": 1, "accuracy": 1.0}, "blur": {"n": 1, "accuracy": 1.0, "auc_vs_real": 1.0}}},
     ...     "generation": {"n": 2, "unparseable": 0, "text_verdict_accuracy": 1.0, "text_agrees_with_mapper": 1.0},
     ...     "semantic": {"views": {"Full": {"SemAP": 0.5, "SemF1": 0.4}}}}))
     | Held-out test split (photos never trained on) | value |
@@ -422,10 +422,10 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
     | SemAP (Full, sentence scorer, t = 0.7 / 0.8 / 0.9) | 0.500 |
     | SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9) | 0.400 |
     <BLANKLINE>
-    | Manipulation | n | accuracy |
-    |---|---|---|
-    | real | 1 | 1.000 |
-    | blur | 1 | 1.000 |
+    | Manipulation | n | accuracy | AUC against all the reals |
+    |---|---|---|---|
+    | real | 1 | 1.000 | – |
+    | blur | 1 | 1.000 | 1.000 |
     <BLANKLINE>
     """
     detection = metrics.get("detection", {})
@@ -449,9 +449,9 @@ def nano_table(metrics: Mapping[str, Any]) -> str:
              ("SemF1 (Full, sentence scorer, t = 0.7 / 0.8 / 0.9)", full.get("SemF1"))]
     lines = ["| Held-out test split (photos never trained on) | value |", "|---|---|"]
     lines += [f"| {name} | {_f(value)} |" for name, value in rows]
-    lines += ["", "| Manipulation | n | accuracy |", "|---|---|---|"]
+    lines += ["", "| Manipulation | n | accuracy | AUC against all the reals |", "|---|---|---|---|"]
     for group, values in detection.get("per_generator", {}).items():
-        lines.append(f"| {group} | {values.get('n')} | {_f(values.get('accuracy'))} |")
+        lines.append(f"| {group} | {values.get('n')} | {_f(values.get('accuracy'))} | {_f(values.get('auc_vs_real'))} |")
     return "\n".join(lines) + "\n"
 
 

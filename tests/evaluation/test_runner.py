@@ -90,6 +90,9 @@ def test_single_process_run_writes_every_output(full_run, synth_records):
     assert sorted(anomreason) == sorted(Path(r.image).name for r in records)
     report = (out / "report.md").read_text()
     assert "Image-set rule: strict" in report and "scorer: sentence" in report and "| all |" in report
+    fake_groups = [g for g, v in saved["detection"]["per_generator"].items() if v["n_fake"]]
+    assert fake_groups and all("auc_vs_real" in saved["detection"]["per_generator"][g] for g in fake_groups)
+    assert "| auc_vs_real |" in report
 
 
 def test_rerun_of_a_finished_run_generates_nothing(full_run, tiny_model_dir, synth_records, tmp_path):

@@ -47,6 +47,25 @@ def test_per_generator_and_unlabelled():
     assert set(per) == {"sdxl", "flux", "(none)"}
     assert per["sdxl"]["accuracy_fake"] == 1.0 and per["flux"]["accuracy_fake"] == 0.0
     assert per["(none)"]["accuracy_real"] == 1.0 and per["(none)"]["auc"] is None  # one class only
+    # A group of fakes only has no AUC or AP of its own (on fakes alone every ranking has AP 1).
+    assert per["sdxl"]["auc"] is None and per["sdxl"]["ap"] is None
+
+
+def test_per_generator_ranks_each_generators_fakes_against_all_reals():
+    """One pool of reals for every generator: a generator whose fakes score below the reals shows up."""
+    labels = ["real", "real", "real", "fake", "fake", "fake", "fake"]
+    gens = ["camera", "camera", "camera", "blur", "blur", "sharpening", "sharpening"]
+    probs = [0.1, 0.3, 0.5, 0.9, 0.8, 0.4, 0.05]
+    verdicts = ["fake" if p > 0.5 else "real" for p in probs]
+    per = detection_metrics(labels, verdicts, prob_fake=probs, generators=gens)["per_generator"]
+    assert per["blur"]["auc_vs_real"] == 1.0 and per["blur"]["ap_vs_real"] == 1.0
+    # sharpening: 0.4 beats 0.1 and 0.3, loses to 0.5; 0.05 beats none -> 2 of 6 pairs.
+    assert per["sharpening"]["auc_vs_real"] == round(2 / 6, 4)
+    assert 0 < per["sharpening"]["ap_vs_real"] < 1
+    assert per["camera"]["auc_vs_real"] is None and per["camera"]["ap_vs_real"] is None  # no fakes
+    # Without any reals in the set there is nothing to rank against.
+    only_fakes = detection_metrics(["fake", "fake"], ["fake", "real"], prob_fake=[0.9, 0.2], generators=["a", "b"])
+    assert only_fakes["per_generator"]["a"]["auc_vs_real"] is None
 
 
 def test_ece_by_hand():
