@@ -426,16 +426,17 @@ def synthesize(out_dir: str | os.PathLike, n: int, seed: int, photos: str | os.P
         raise ValueError(f"--procedural adds training samples, but there is no train split in --splits "
                          f"({', '.join(fractions)})")
     specs, split_photos = plan_samples(usable, n, seed, fractions, real_fraction, families, paired_splits, pinned)
+    workers = workers or os.cpu_count() or 1
     made: list[Photo] = []
     if procedural:
         made = procedural_catalogue(procedural_photos)
         plan_procedural(specs, made, procedural, seed, "train", real_fraction, families, "train" in paired_splits)
         palette = palette_of([arrays[name] for name in split_photos["train"]], np.random.default_rng([seed, 3]))
-        arrays = {**arrays, **render_procedural(made, palette, seed, workers or os.cpu_count() or 1)}
+        arrays = {**arrays, **render_procedural(made, palette, seed, workers)}
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
+    workers = max(1, min(workers, len(specs)))
     records: list[dict[str, Any]] = []
     if workers == 1:
         _init_worker(arrays, str(out), seed, size, vary_splits, variation_rate)
