@@ -159,6 +159,10 @@ class ForenXSFTConfig(TrainingArguments):
         "Learning rate of modules_to_save (their own optimizer group); default: learning_rate.")})
     freeze_vision: bool = field(default=True, metadata={"help": (
         "Keep the CLIP and DINOv2 towers frozen; false trains them (in full, saved with the adapter).")})
+    freeze_modules: list[str] = field(default_factory=list, metadata={"help": (
+        "Modules kept frozen whatever else is trained, by name (e.g. forensic: the forensic stream, vision_tower, "
+        "dino_tower, fusion, multi_modal_projector): to go on training the language model of a checkpoint while "
+        "the parts chosen on validation stay as they were.")})
     mapper_loss_weight: float = field(default=1.0, metadata={"help": (
         "lambda of loss = LM loss on answer tokens + lambda x probability-mapper cross-entropy.")})
     forensic_pair_weight: float = field(default=0.0, metadata={"help": (

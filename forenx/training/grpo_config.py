@@ -105,6 +105,8 @@ class ForenXGRPOConfig(GRPOConfig):
         "Modules trained in full and saved with the adapter (fusion, multi_modal_projector, lm_head); default none: "
         "RL refines the language, the SFT-trained fusion and projector stay as they are.")})
     freeze_vision: bool = field(default=True, metadata={"help": "Keep the CLIP and DINOv2 towers frozen."})
+    freeze_modules: list[str] = field(default_factory=list, metadata={"help": (
+        "Modules kept frozen whatever else is trained, by name (e.g. forensic: the forensic stream).")})
     # --- rewards ---
     reward_funcs: list[str] = field(default_factory=lambda: ["format", "verdict", "explanation", "severity"],
                                     metadata={"help": (
@@ -153,6 +155,12 @@ class ForenXGRPOConfig(GRPOConfig):
             raise GRPOConfigError(
                 f"reward_weights has {len(self.reward_weights)} values for {len(self.reward_funcs)} reward_funcs "
                 f"({', '.join(self.reward_funcs)}); give one weight per reward, in the same order.")
+        if self.beta != 0.0 and self.finetuning == "full":
+            # TRL would rebuild the reference policy with transformers' auto classes from config._name_or_path,
+            # which neither names ForenX's class nor (from tiny or a merged adapter) holds the starting weights.
+            raise GRPOConfigError(f"beta={self.beta} with finetuning=full: the KL penalty needs a reference model, "
+                                  "which TRL cannot rebuild for a fully fine-tuned ForenX; use finetuning lora or "
+                                  "qlora (the reference is the model with the new adapters off), or beta 0.")
         if self.scorer not in ("sentence", "bertscore"):
             raise GRPOConfigError(f"scorer={self.scorer!r}: use sentence or bertscore.")
         if self.scorer == "bertscore" and not self.scorer_model:

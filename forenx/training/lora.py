@@ -6,7 +6,9 @@
   trained in full and stored with the adapter.
 * ``stage=sft`` + ``finetuning=full``: the LM and ``modules_to_save`` trained in full.
 
-The vision towers stay frozen unless ``freeze_vision`` is false. After setting up, the trainable
+The vision towers stay frozen unless ``freeze_vision`` is false; ``freeze_modules`` names more modules
+kept frozen whatever else is trained (e.g. ``forensic``, the forensic stream inside the fusion, to go on
+training the language model of a checkpoint whose stream was chosen on validation). After setting up, the trainable
 parameter count is checked to be > 0 (LoRA + gradient checkpointing silently trains nothing when
 input embeddings do not require grad, so that is switched on too).
 """
@@ -50,12 +52,21 @@ def trainable_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def _check_modules_to_save(model: nn.Module, names: list[str]) -> None:
+def _check_module_names(model: nn.Module, names: list[str], option: str = "modules_to_save") -> None:
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [name for name in names if name not in present]
     if unknown:
-        raise SFTConfigError(f"modules_to_save: {unknown} are not modules of the model; use some of fusion, "
-                             "multi_modal_projector, lm_head, vision_tower, dino_tower.")
+        raise SFTConfigError(f"{option}: {unknown} are not modules of the model; use some of fusion, "
+                             "multi_modal_projector, lm_head, vision_tower, dino_tower"
+                             + (", forensic (the forensic stream), language_model." if option == "freeze_modules"
+                                else "."))
+
+
+def _freeze(model: nn.Module, names: list[str]) -> None:
+    """Turn off the gradients of every module named (last name component) in ``names``."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in names:
+            module.requires_grad_(False)
 
 
 def apply_finetuning(model: nn.Module, args: ForenXSFTConfig) -> nn.Module:
@@ -70,7 +81,9 @@ def apply_finetuning(model: nn.Module, args: ForenXSFTConfig) -> nn.Module:
     trained_modules = list(args.modules_to_save)
     if not args.freeze_vision:
         trained_modules += [tower for tower in VISION_TOWERS if tower not in trained_modules]
-    _check_modules_to_save(model, trained_modules)
+    frozen = list(getattr(args, "freeze_modules", None) or [])
+    _check_module_names(model, trained_modules)
+    _check_module_names(model, frozen, "freeze_modules")
     model.requires_grad_(False)
     if args.stage == "align" or args.finetuning == "full":
         for name, module in model.named_modules():
@@ -79,9 +92,11 @@ def apply_finetuning(model: nn.Module, args: ForenXSFTConfig) -> nn.Module:
         if args.stage == "sft":  # full fine-tuning: the LM and its head too
             model.model.language_model.requires_grad_(True)
             model.lm_head.requires_grad_(True)
+        _freeze(model, frozen)
         wrapped = model
     else:
-        wrapped = _wrap_lora(model, args, trained_modules)
+        wrapped = _wrap_lora(model, args, [m for m in trained_modules if m not in frozen])
+        _freeze(wrapped, frozen)
     if args.activation_checkpointing:
         # Checkpointed blocks whose inputs do not require grad give LoRA no gradient (PITFALLS).
         wrapped.enable_input_require_grads()

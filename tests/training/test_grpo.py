@@ -76,6 +76,15 @@ def test_batch_arithmetic_is_checked_with_a_readable_message(synth, tmp_path):
         grpo_args(synth, "tiny", tmp_path, "--reward_funcs", "format", "style")
 
 
+def test_kl_penalty_with_full_weights_is_refused_with_the_way_out(synth, tmp_path):
+    # TRL would fail deep inside its reference-model loader (ForenXConfig has no auto_map) after the data and
+    # the model were loaded; the settings check says it at once. LoRA's reference is the adapter switched off.
+    with pytest.raises(GRPOConfigError, match=r"beta=0.04 with finetuning=full: .* use finetuning lora or qlora"):
+        grpo_args(synth, "tiny", tmp_path / "kl", "--finetuning", "full", "--beta", "0.04")
+    trainer = build_grpo_trainer(*grpo_args(synth, "tiny", tmp_path / "kl-lora", "--beta", "0.04"))
+    assert trainer.beta == 0.04 and trainer.ref_model is None  # peft: adapters disabled give the reference
+
+
 def test_prompt_is_the_sft_and_explain_prompt_plus_the_answer_prefix():
     _, processor = tiny_model()
     image = Image.new("RGB", (64, 64))

@@ -85,6 +85,28 @@ def test_unknown_lora_targets_are_named():
         apply_finetuning(tiny_model()[0], sft_args)
 
 
+@pytest.mark.parametrize("finetuning", ["full", "lora"])
+def test_freeze_modules_keeps_the_forensic_stream_frozen_while_the_rest_trains(finetuning):
+    sft_args = ForenXSFTConfig(output_dir="/tmp/forenx-unused", report_to="none", finetuning=finetuning,
+                               freeze_vision=False, freeze_modules=["forensic", "dino_tower"])
+    model = apply_finetuning(tiny_model(forensic_width=8)[0], sft_args)
+    grads = {name: p.requires_grad for name, p in model.named_parameters()}
+    stream = [g for name, g in grads.items() if ".forensic." in name]
+    dino = [g for name, g in grads.items() if ".dino_tower." in name]
+    assert stream and dino and not any(stream) and not any(dino)
+    # Everything else that was to train still does: the other tower, the fusion around the stream, the LM.
+    for part in (".vision_tower.", ".fusion.", "language_model." if finetuning == "full" else "lora_"):
+        assert any(g for name, g in grads.items() if part in name and ".forensic." not in name), part
+
+
+def test_freeze_modules_names_a_module_the_model_lacks():
+    sft_args = ForenXSFTConfig(output_dir="/tmp/forenx-unused", report_to="none", finetuning="full",
+                               freeze_modules=["forensics"])
+    with pytest.raises(SFTConfigError, match=r"freeze_modules: \['forensics'\] are not modules of the model; .*"
+                                             "forensic \\(the forensic stream\\)"):
+        apply_finetuning(tiny_model(forensic_width=8)[0], sft_args)
+
+
 def test_invalid_records_fail_before_training(fixtures, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(fixtures / "bad_records", bad)
