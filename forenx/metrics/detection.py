@@ -220,24 +220,26 @@ def detection_metrics(labels: Sequence[Any], verdicts: Sequence[Any], *,
     for i, g in enumerate(gens):
         groups["(none)" if g is None else str(g)].append(i)
     if generators is not None:
+        reals = np.flatnonzero(~y)
         result["per_generator"] = {
             g: {**_group_metrics(y[idx], predicted_fake[idx], unparseable[idx], scores[idx],
                                  [probs[i] for i in idx], [y_lab[i] for i in idx]),
-                **_against_reals(y, scores, idx)}
+                **_against_reals(y, scores, idx, reals)}
             for g, idx in sorted(groups.items())
         }
     return result
 
 
-def _against_reals(y: np.ndarray, scores: np.ndarray, idx: list[int]) -> dict[str, float | None]:
-    """``auc_vs_real`` / ``ap_vs_real``: the group's fakes ranked against ALL the evaluated reals (the
-    usual per-generator figure when one pool of real images serves every generator; a generator of fakes
-    only has no AUC of its own). None without fakes in the group or reals in the set."""
+def _against_reals(y: np.ndarray, scores: np.ndarray, idx: list[int], reals: np.ndarray
+                   ) -> dict[str, float | None]:
+    """``auc_vs_real`` / ``ap_vs_real``: the group's fakes ranked against ALL the evaluated reals (``reals``,
+    their indices: the usual per-generator figure when one pool of real images serves every generator; a
+    generator of fakes only has no AUC of its own). None without fakes in the group or reals in the set."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     fakes = [i for i in idx if y[i]]
-    if not fakes or y.all():
+    if not fakes or not reals.size:
         return {"auc_vs_real": None, "ap_vs_real": None}
-    pool = np.concatenate([np.flatnonzero(~y), fakes])
+    pool = np.concatenate([reals, fakes])
     return {"auc_vs_real": round(float(roc_auc_score(y[pool], scores[pool])), 4),
             "ap_vs_real": round(float(average_precision_score(y[pool], scores[pool])), 4)}

@@ -81,7 +81,7 @@ def apply_finetuning(model: nn.Module, args: ForenXSFTConfig) -> nn.Module:
     trained_modules = list(args.modules_to_save)
     if not args.freeze_vision:
         trained_modules += [tower for tower in VISION_TOWERS if tower not in trained_modules]
-    frozen = list(getattr(args, "freeze_modules", None) or [])
+    frozen = list(args.freeze_modules)
     _check_module_names(model, trained_modules)
     _check_module_names(model, frozen, "freeze_modules")
     model.requires_grad_(False)
