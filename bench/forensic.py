@@ -24,7 +24,8 @@ import torch
 import yaml
 
 from forenx.modeling import tiny_model
-from forenx.modeling.forensic import ForensicEncoder, MapCache, boundary_maps, duplicate_maps, forensic_maps, jpeg_grid_maps, stream_maps
+from forenx.modeling.forensic import (ForensicEncoder, MapCache, boundary_maps, duplicate_maps, forensic_maps,
+                                      histogram_maps, jpeg_grid_maps, stream_maps)
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     pixels = torch.rand(args.batch, 3, overrides["image_size"], overrides["image_size"])
     print(f"nano shape, {args.batch} images of {overrides['image_size']} px, {args.threads} thread(s)")
     per_image = {}
-    extras = "".join(f", {what}" for what, key in (("JPEG maps", "forensic_jpeg"), ("boundary maps", "forensic_boundary"))
+    extras = "".join(f", {what}" for what, key in (("JPEG maps", "forensic_jpeg"), ("boundary maps", "forensic_boundary"),
+                                                   ("histogram maps", "forensic_histogram"))
                      if stream.get(key))
     label = f"with the stream (width {args.width}{extras})"
     for name, config in (("without the stream", base), (label, {**base, **stream})):
@@ -71,21 +73,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     dup = median_seconds(lambda: duplicate_maps((pixels * 255).round()), args.repeats) / args.batch
     jpeg = median_seconds(lambda: jpeg_grid_maps(pixels), args.repeats) / args.batch
     boundary = median_seconds(lambda: boundary_maps(pixels), args.repeats) / args.batch
+    histogram = median_seconds(lambda: histogram_maps(pixels), args.repeats) / args.batch
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
-          f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image")
+          f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image; "
+          f"histogram maps {1000 * histogram:.2f} ms/image")
     # forensic_map_cache: every map of an image seen before comes from the cache (a hash of its pixels).
     cache = MapCache(capacity=args.batch)
-    every_maps = stream_maps(pixels, jpeg=True, boundary=True)
-    every = median_seconds(lambda: stream_maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
-    cached = median_seconds(lambda: cache.maps(pixels, jpeg=True, boundary=True), args.repeats) / args.batch
-    print(f"  all maps (JPEG and boundary too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
+    every_maps = stream_maps(pixels, jpeg=True, boundary=True, histogram=True)
+    every = median_seconds(lambda: stream_maps(pixels, jpeg=True, boundary=True, histogram=True), args.repeats) / args.batch
+    cached = median_seconds(lambda: cache.maps(pixels, jpeg=True, boundary=True, histogram=True), args.repeats) / args.batch
+    print(f"  all maps (JPEG, boundary and histogram too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
           f"ms/image ({every / cached:.1f}x)")
     # forensic_members: the conv nets alone, on the maps the cache hands them.
     size, per_net = overrides["image_size"], {}
     for members in (1, args.members):
         torch.manual_seed(0)
         encoder = ForensicEncoder(args.width, out_dim=overrides["clip_config"]["hidden_size"], grid=size // 32,
-                                  image_size=size, groups=10, jpeg=True, boundary=True, members=members)
+                                  image_size=size, groups=10, jpeg=True, boundary=True, members=members,
+                                  histogram=True)
 
         def train_step(e=encoder):
             with torch.enable_grad():  # main runs without autograd

@@ -202,6 +202,9 @@ def test_card_names_the_streams_optional_inputs():
     assert both == " with a learned residual branch of width 16 and the JPEG quantization maps"
     ensemble = _stream_extras({"tiny_overrides": {"forensic_boundary": True, "forensic_members": 3}})
     assert ensemble == " with the fine-detail boundary maps, read by an ensemble of 3 conv nets"
+    three = _stream_extras({"tiny_overrides": {"forensic_jpeg": True, "forensic_boundary": True,
+                                               "forensic_histogram": True}})
+    assert three == " with the JPEG quantization maps, the fine-detail boundary maps and the histogram-comb maps"
 
 
 def test_nano_table_shows_the_auc_within_each_photo():

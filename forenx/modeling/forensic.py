@@ -26,6 +26,11 @@ changed (:func:`boundary_maps`): the fine-scale energy, and how much it steps up
 horizontal and every vertical line. Sharpening, added noise or a splice raises the energy inside a
 region and the step stops at its outline, where a natural change of texture rarely runs straight.
 
+With ``histogram=True`` two more maps look for the comb that a change of gain leaves in the
+histogram of the pixel values (:func:`histogram_maps`): scaling 8-bit values by 1.3 and rounding
+never produces some levels and by 0.7 produces some twice, so the histogram of a region lit or
+darkened after the fact has gaps or spikes one level apart, where a photograph's is smooth.
+
 :class:`ForensicEncoder` turns the maps into one token per image patch (at the fusion width)
 and a forensic logit (its own real / fake guess, pooled over the image); the logit is trained
 against the answer's verdict (``forensic_loss``) and written into every token along one learnt
@@ -44,8 +49,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache",
-           "ResidualBranch", "boundary_maps", "duplicate_maps", "each_member", "forensic_maps", "jpeg_grid_maps", "map_names",
+__all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "HISTOGRAM_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache",
+           "ResidualBranch", "boundary_maps", "duplicate_maps", "each_member", "forensic_maps", "histogram_maps",
+           "jpeg_grid_maps", "map_names",
            "stream_maps", "use_map_cache", "window_dct"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
@@ -56,6 +62,8 @@ FORENSIC_CHANNELS = 2 + 9 + 16
 JPEG_CHANNELS = 4
 #: Channels of :func:`boundary_maps`.
 BOUNDARY_CHANNELS = 3
+#: Channels of :func:`histogram_maps`.
+HISTOGRAM_CHANNELS = 2
 _FORENSIC_NAMES = (
     "duplicate windows (std > 2)", "duplicate windows (std > 0.5)",
     "noise |Laplacian|", "noise local-min |Laplacian|", "gradient energy", "Laplacian / gradient",
@@ -65,15 +73,16 @@ _FORENSIC_NAMES = (
 _JPEG_NAMES = ("JPEG DC steps, shifted grid", "JPEG DC steps, own grid", "JPEG zeroed AC, shifted grid",
                "JPEG zeroed AC, own grid")
 _BOUNDARY_NAMES = ("fine energy", "fine energy step across rows", "fine energy step across columns")
+_HISTOGRAM_NAMES = ("histogram comb", "histogram comb, relative")
 
 
-def map_names(jpeg: bool = False, boundary: bool = False) -> tuple[str, ...]:
+def map_names(jpeg: bool = False, boundary: bool = False, histogram: bool = False) -> tuple[str, ...]:
     """One name per channel of :func:`stream_maps` with these options, in order."""
-    return _FORENSIC_NAMES + _JPEG_NAMES * jpeg + _BOUNDARY_NAMES * boundary
+    return _FORENSIC_NAMES + _JPEG_NAMES * jpeg + _BOUNDARY_NAMES * boundary + _HISTOGRAM_NAMES * histogram
 
 
-#: Every map's name: the channels of :func:`stream_maps` with ``jpeg`` and ``boundary``.
-MAP_NAMES = map_names(jpeg=True, boundary=True)
+#: Every map's name: the channels of :func:`stream_maps` with ``jpeg``, ``boundary`` and ``histogram``.
+MAP_NAMES = map_names(jpeg=True, boundary=True, histogram=True)
 #: The DC quantization steps tested: those of the standard (IJG) luminance table at qualities 50-95.
 _DC_STEPS = tuple(float(step) for step in range(2, 17))
 _LUMA = (0.299, 0.587, 0.114)
@@ -314,12 +323,75 @@ def boundary_maps(pixel_values: torch.Tensor, band: int = 5) -> torch.Tensor:
     return _relative(maps)
 
 
-def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> torch.Tensor:
+_HISTOGRAM_MIN_STD = 10.0  # grey levels: a window narrower than this has a peaky histogram without any gain
+_HISTOGRAM_MIN_COUNT = 6.0  # expected pixels at a level for it to be tested
+
+
+def histogram_maps(pixel_values: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """The comb a gain leaves in the histogram, in ``pixel_values`` ``(B, 3, H, W)`` in [0, 1]: ``(B, 2, H/8, W/8)``.
+
+    Every ``window`` x ``window``-block window (64 x 64 pixels; the whole image if it is smaller) gets the
+    histogram of each colour channel's 256 levels. A photograph's is smooth from one level to the next;
+    values scaled by a gain and rounded again are not: 1.3 never produces about one level in four, 0.7
+    produces about one in three twice. Each level's count is compared with the cubic through its four
+    neighbours (z^2 = (count - expected)^2 / (1.9 expected + 1), about 1 for Poisson counts), over the levels
+    expected at least 6 times; the window's score is the mean z^2 over them (0 for a window whose std is
+    under 10 grey levels: its histogram is peaky anyway), averaged over R, G and B, log1p. Each block takes
+    the largest score of the windows over it (channel 0) and that minus the image's median (channel 1;
+    a photograph whose histogram was stretched once is combed all over). Untrained (the mean of each image's
+    4 largest blocks), channel 0 separates ForgerySynth's lighting forgeries from the reals at AUC 0.94 on
+    the nano val photographs and 1.00 on `flower`, where the stream's other maps reach 0.66 and 0.57.
+
+    >>> maps = histogram_maps(torch.rand(2, 3, 64, 48))
+    >>> tuple(maps.shape), bool(maps.isfinite().all())
+    ((2, 2, 8, 6), True)
+    >>> noise = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    >>> smooth = (noise * 40 + 128).round().clamp(0, 255) / 255  # a smooth histogram
+    >>> gained = (smooth * 255 * 0.7).round() / 255  # scaled by 0.7: some levels twice as often
+    >>> round(histogram_maps(smooth)[0, 0].mean().item(), 1), bool(histogram_maps(gained)[0, 0].min() > 2)
+    (0.8, True)
+    """
+    _check_pixels(pixel_values, "histogram_maps")
+    pixels = (pixel_values.float() * 255).round().clamp(0, 255).long()
+    batch, channels, height, width = pixels.shape
+    rows, cols = height // BLOCK, width // BLOCK
+    device = pixels.device
+    # one histogram per block and channel, by a single scatter: (B * 3, 256, rows, cols)
+    block = (torch.arange(height, device=device) // BLOCK)[:, None] * cols + (torch.arange(width, device=device) // BLOCK)
+    plane = torch.arange(batch * channels, device=device).view(batch, channels, 1, 1) * (rows * cols)
+    index = ((plane + block) * 256 + pixels).flatten()
+    hist = torch.zeros(batch * channels * rows * cols * 256, device=device).index_add_(
+        0, index, torch.ones(index.numel(), device=device))
+    hist = hist.view(batch * channels, rows, cols, 256).permute(0, 3, 1, 2)
+    side = (min(window, rows), min(window, cols))
+    hist = F.avg_pool2d(hist, side, 1) * (side[0] * side[1])  # each window's histogram
+    levels = torch.arange(256, device=device, dtype=hist.dtype).view(1, 256, 1, 1)
+    count = hist.sum(1, keepdim=True)
+    mean = (hist * levels).sum(1, keepdim=True) / count
+    std = ((hist * (levels - mean).square()).sum(1, keepdim=True) / count).sqrt()
+    expected = ((4 * (hist[:, 1:-3] + hist[:, 3:-1]) - hist[:, :-4] - hist[:, 4:]) / 6).clamp_min(0)
+    tested = expected >= _HISTOGRAM_MIN_COUNT
+    tested[:, 0] = tested[:, -1] = False  # levels 2 and 253: next to the clipped ends
+    z2 = (hist[:, 2:-2] - expected).square() / (1.9 * expected + 1)
+    used = tested.sum(1, keepdim=True)
+    score = (z2 * tested).sum(1, keepdim=True) / used.clamp_min(1)
+    score = torch.where((used >= 10) & (std >= _HISTOGRAM_MIN_STD), score, torch.zeros_like(score))
+    score = score.view(batch, channels, *score.shape[-2:]).mean(1, keepdim=True).log1p()
+    # each block: the largest score of the windows that cover it
+    padded = F.pad(score, (side[1] - 1, side[1] - 1, side[0] - 1, side[0] - 1))
+    per_block = F.max_pool2d(padded, side, 1)
+    return torch.cat([per_block, _relative(per_block)], 1)
+
+
+def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False,
+                histogram: bool = False) -> torch.Tensor:
     """The maps the forensic stream reads: :func:`forensic_maps`, then :func:`jpeg_grid_maps` with ``jpeg``,
-    then :func:`boundary_maps` with ``boundary`` (:func:`map_names` names them)."""
+    :func:`boundary_maps` with ``boundary`` and :func:`histogram_maps` with ``histogram`` (:func:`map_names`
+    names them)."""
     maps = [forensic_maps(pixel_values)]
     maps += [jpeg_grid_maps(pixel_values)] if jpeg else []
     maps += [boundary_maps(pixel_values)] if boundary else []
+    maps += [histogram_maps(pixel_values)] if histogram else []
     return torch.cat(maps, 1) if len(maps) > 1 else maps[0]
 
 
@@ -327,7 +399,7 @@ class MapCache:
     """The :func:`stream_maps` of images already seen, by a hash of their pixels: training passes over
     the same images every epoch (and evaluates the same ones at every evaluation), and the maps have no
     weights, so each image's maps are computed once. At most ``capacity`` images are kept, the least
-    recently used dropped first; an image's maps take ``(27 + 4 jpeg + 3 boundary) x (S / 8)^2`` floats
+    recently used dropped first; an image's maps take ``(27 + 4 jpeg + 3 boundary + 2 histogram) x (S / 8)^2`` floats
     (127 KB at 256 px with the JPEG maps). Each image is computed alone or in a batch of misses: the maps of
     an image never depend on the rest of its batch, so a hit returns what a fresh computation would.
 
@@ -354,20 +426,21 @@ class MapCache:
         return MapCache(self.capacity)
 
     @staticmethod
-    def key(image: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> bytes:
+    def key(image: torch.Tensor, jpeg: bool = False, boundary: bool = False, histogram: bool = False) -> bytes:
         """The hash of one image ``(3, H, W)``'s exact values, shape and dtype, and of the maps asked for."""
         values = image.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy()
         digest = hashlib.blake2b(values.tobytes(), digest_size=16)
-        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg} {boundary}".encode())
+        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg} {boundary} {histogram}".encode())
         return digest.digest()
 
-    def maps(self, pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False) -> torch.Tensor:
+    def maps(self, pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False,
+             histogram: bool = False) -> torch.Tensor:
         """:func:`stream_maps` of ``pixel_values`` ``(B, 3, H, W)``, from the cache where it holds them."""
-        keys = [self.key(image, jpeg, boundary) for image in pixel_values]
+        keys = [self.key(image, jpeg, boundary, histogram) for image in pixel_values]
         missing = list({key: index for index, key in enumerate(keys) if key not in self._maps}.values())
         found = {}
         if missing:
-            fresh = stream_maps(pixel_values[missing], jpeg, boundary)
+            fresh = stream_maps(pixel_values[missing], jpeg, boundary, histogram)
             for row, index in enumerate(missing):
                 found[keys[index]] = fresh[row].cpu().clone()  # not a view that keeps the whole batch alive
         self.misses += len(missing)
@@ -448,7 +521,7 @@ class ForensicEncoder(nn.Module):
     logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
     With ``residual``, a :class:`ResidualBranch` of that width learns its own traces from the pixels and
     its maps join the fixed ones. With ``jpeg``, the stream also reads :func:`jpeg_grid_maps`; with ``boundary``,
-    :func:`boundary_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
+    :func:`boundary_maps`; with ``histogram``, :func:`histogram_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
     features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
     by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
@@ -466,13 +539,14 @@ class ForensicEncoder(nn.Module):
 
     def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
                  localize: bool = False, residual: int = 0, jpeg: bool = False, boundary: bool = False,
-                 members: int = 1):
+                 members: int = 1, histogram: bool = False):
         super().__init__()
         if members < 1:
             raise ValueError(f"ForensicEncoder: members={members}; give 1 (one stream) or more (an ensemble)")
         self.grid = grid
         self.jpeg = jpeg
         self.boundary = boundary
+        self.histogram = histogram
         #: Maps of images already seen (:func:`use_map_cache`; training sets it); None computes them every time.
         self.map_cache: MapCache | None = None
         side, strides = image_size // BLOCK, []
@@ -480,7 +554,8 @@ class ForensicEncoder(nn.Module):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
         self.residual = ResidualBranch(residual) if residual else None
-        maps = FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary + residual
+        maps = (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary
+                + HISTOGRAM_CHANNELS * histogram + residual)
         self.stem = nn.Sequential(_conv_block(maps, width, 1), _conv_block(width, width, 1), _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
@@ -494,7 +569,8 @@ class ForensicEncoder(nn.Module):
         self.mask_logits: torch.Tensor | None = None
         # The ensemble's other members (none for one stream: its weights keep their names).
         self.members = nn.ModuleList(
-            ForensicEncoder(width, out_dim, grid, image_size, groups, localize, residual, jpeg, boundary)
+            ForensicEncoder(width, out_dim, grid, image_size, groups, localize, residual, jpeg, boundary,
+                            histogram=histogram)
             for _ in range(members - 1))
         self.member_logits: torch.Tensor | None = None
         self.member_group_logits: torch.Tensor | None = None
@@ -502,9 +578,9 @@ class ForensicEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.map_cache is not None:
-                maps = self.map_cache.maps(pixel_values, self.jpeg, self.boundary)
+                maps = self.map_cache.maps(pixel_values, self.jpeg, self.boundary, self.histogram)
             else:
-                maps = stream_maps(pixel_values, self.jpeg, self.boundary)
+                maps = stream_maps(pixel_values, self.jpeg, self.boundary, self.histogram)
         return self.forward_maps(maps, pixel_values)
 
     def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None

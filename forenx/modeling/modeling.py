@@ -90,6 +90,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             forensic_residual=config.forensic_residual,
             forensic_jpeg=config.forensic_jpeg,
             forensic_boundary=config.forensic_boundary,
+            forensic_histogram=config.forensic_histogram,
             forensic_members=config.forensic_members,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)

@@ -15,6 +15,7 @@ from forenx.modeling import ForenXConfig, build_model, tiny_model
 from forenx.modeling.forensic import (
     BOUNDARY_CHANNELS,
     FORENSIC_CHANNELS,
+    HISTOGRAM_CHANNELS,
     JPEG_CHANNELS,
     MAP_NAMES,
     ForensicEncoder,
@@ -23,6 +24,7 @@ from forenx.modeling.forensic import (
     boundary_maps,
     duplicate_maps,
     forensic_maps,
+    histogram_maps,
     jpeg_grid_maps,
     map_names,
     stream_maps,
@@ -163,11 +165,14 @@ def test_jpeg_grid_maps_say_nothing_on_flat_or_noise_images():
     assert noise[:, 2:].abs().max() < 0.05  # noise has no zeroed AC coefficients on any phase
     pixels = torch.rand(1, 3, 64, 64)
     assert stream_maps(pixels).shape[1] == FORENSIC_CHANNELS
-    assert len(MAP_NAMES) == len(set(MAP_NAMES)) == stream_maps(pixels, jpeg=True, boundary=True).shape[1]
+    every = stream_maps(pixels, jpeg=True, boundary=True, histogram=True)
+    assert len(MAP_NAMES) == len(set(MAP_NAMES)) == every.shape[1]
     assert torch.equal(stream_maps(pixels, jpeg=True)[:, FORENSIC_CHANNELS:], jpeg_grid_maps(pixels))
-    for jpeg, boundary in ((False, True), (True, False), (False, False)):
-        assert len(map_names(jpeg, boundary)) == stream_maps(pixels, jpeg, boundary).shape[1]
+    for jpeg, boundary, histogram in ((False, True, False), (True, False, True), (False, False, False)):
+        assert len(map_names(jpeg, boundary, histogram)) == stream_maps(pixels, jpeg, boundary, histogram).shape[1]
     assert torch.equal(stream_maps(pixels, boundary=True)[:, FORENSIC_CHANNELS:], boundary_maps(pixels))
+    assert torch.equal(stream_maps(pixels, histogram=True)[:, FORENSIC_CHANNELS:], histogram_maps(pixels))
+    assert torch.equal(every[:, -HISTOGRAM_CHANNELS:], histogram_maps(pixels))
     with pytest.raises(ValueError, match="multiples of 8"):
         jpeg_grid_maps(torch.rand(1, 3, 60, 64))
 
@@ -203,6 +208,36 @@ def test_boundary_maps_step_inwards_all_around_a_sharpened_region(big_photo):
     assert changes[0] > 0.2 and changes[1] < -0.2 and changes[2] > 0.2 and changes[3] < -0.2, changes
     flat = boundary_maps(torch.full((1, 3, 64, 64), 0.5))
     assert flat.abs().max() < 1e-6  # no detail, no step
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_histogram_maps_find_a_region_lit_after_the_fact(big_photo, seed):
+    """ForgerySynth's lighting forgery (a rectangle or ellipse scaled by a gain of 0.6-0.85 or 1.2-1.6,
+    rounded again): the comb map rises on the region's blocks, not far from it, and not on the same
+    blocks of the untouched photo; both channels do."""
+    forged = manipulation("lighting")(big_photo, np.random.default_rng(seed))
+    box = forged.params["region_box"]
+    maps = histogram_maps(_pixels(forged.forged))[0]
+    clean = histogram_maps(_pixels(big_photo))[0]
+    assert tuple(maps.shape) == (HISTOGRAM_CHANNELS, 32, 32)
+    for channel in range(HISTOGRAM_CHANNELS):
+        inside, outside = _inside_outside(maps[channel], box)
+        assert inside > outside + 1.0, (forged.params, channel, inside, outside)
+        assert inside > _inside_outside(clean[channel], box)[0] + 1.0
+
+
+def test_histogram_maps_take_a_photograph_stretched_all_over_as_it_is():
+    """A photograph whose whole histogram was stretched once (combed everywhere) scores high on the
+    absolute channel everywhere and about 0 on the relative one; flat, dark or tiny windows score 0."""
+    noise = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    smooth = (noise * 40 + 128).round().clamp(0, 255)  # a smooth histogram: about 1 z^2 a level, log1p 0.7 - 0.8
+    assert histogram_maps(smooth / 255)[0, 0].max() < 1.0
+    stretched = histogram_maps(((smooth * 0.6).round() * 1.5).round().clamp(max=255) / 255)[0]
+    assert stretched[0].min() > 2.0 and stretched[1].abs().max() < 0.3  # against about 2.9 where combed
+    assert histogram_maps(torch.full((1, 3, 64, 64), 0.5)).abs().max() == 0
+    assert histogram_maps(torch.rand(1, 3, 16, 16) * 0.02).abs().max() == 0  # std under 10 grey levels
+    with pytest.raises(ValueError, match="multiples of 8"):
+        histogram_maps(torch.rand(1, 3, 60, 64))
 
 
 def test_residual_filters_see_residuals_not_brightness(photo):
@@ -256,6 +291,8 @@ def test_config_rejects_a_stream_that_cannot_run():
         ForenXConfig(image_size=80, forensic_jpeg=True, **towers)
     with pytest.raises(ValueError, match="forensic_boundary=True"):
         ForenXConfig(image_size=80, forensic_boundary=True, **towers)
+    with pytest.raises(ValueError, match="forensic_histogram=True"):
+        ForenXConfig(image_size=80, forensic_histogram=True, **towers)
 
 
 def test_ensemble_encoder_is_the_mean_of_its_members_and_keeps_each():
@@ -332,15 +369,16 @@ def test_ensemble_model_trains_each_member_by_its_own_losses(images, tmp_path):
         torch.testing.assert_close(model.predict_proba(**inputs), loaded.predict_proba(**inputs), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize(("residual", "jpeg", "boundary"), [(0, False, False), (8, False, False), (0, True, True)])
-def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg, boundary):
+@pytest.mark.parametrize(("residual", "jpeg", "boundary", "histogram"),
+                         [(0, False, False, False), (8, False, False, False), (0, True, True, True)])
+def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg, boundary, histogram):
     model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg,
-                                  forensic_boundary=boundary)
-    assert model.model.fusion.forensic is not None
-    assert (model.model.fusion.forensic.residual is not None) == bool(residual)
-    assert model.model.fusion.forensic.jpeg == jpeg and model.model.fusion.forensic.boundary == boundary
-    assert model.model.fusion.forensic.stem[0][0].in_channels == (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg
-                                                                  + BOUNDARY_CHANNELS * boundary + residual)
+                                  forensic_boundary=boundary, forensic_histogram=histogram)
+    stream = model.model.fusion.forensic
+    assert stream is not None and (stream.residual is not None) == bool(residual)
+    assert (stream.jpeg, stream.boundary, stream.histogram) == (jpeg, boundary, histogram)
+    assert stream.stem[0][0].in_channels == (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary
+                                             + HISTOGRAM_CHANNELS * histogram + residual)
     inputs = processor.verdict_inputs(images)
     out = model(**inputs)
     out.logits[:, -1].logsumexp(-1).sum().backward()
@@ -351,6 +389,7 @@ def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, r
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
     assert loaded.config.forensic_width == 8 and loaded.config.forensic_residual == residual
     assert loaded.config.forensic_jpeg == jpeg and loaded.config.forensic_boundary == boundary
+    assert loaded.config.forensic_histogram == histogram and loaded.model.fusion.forensic.histogram == histogram
     reloaded = loaded.state_dict()
     assert all(torch.equal(value, reloaded[name]) for name, value in model.state_dict().items())
     with torch.no_grad():  # same weights; oneDNN may pick another kernel for differently aligned copies (~1e-7)
@@ -490,6 +529,8 @@ def test_map_cache_returns_what_a_fresh_computation_gives_and_keeps_the_most_rec
     assert cache.maps(images[:1], jpeg=False).shape[1] == FORENSIC_CHANNELS and cache.misses == 5
     assert cache.maps(images[:1], boundary=True).shape[1] == FORENSIC_CHANNELS + BOUNDARY_CHANNELS
     assert cache.misses == 6
+    assert cache.maps(images[:1], histogram=True).shape[1] == FORENSIC_CHANNELS + HISTOGRAM_CHANNELS
+    assert cache.misses == 7
     with pytest.raises(ValueError, match="capacity=0"):
         MapCache(0)
 
