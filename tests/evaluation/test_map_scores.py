@@ -34,8 +34,9 @@ def test_image_scores_take_the_top_blocks_each_way():
 
 
 def test_every_map_is_scored_per_family_and_the_exact_ones_find_their_forgeries(synth, tmp_path, capsys):
-    """On a small ForgerySynth set, untrained: the duplicate-window map finds copy-moves and the JPEG
-    zeroed-AC map on shifted grids finds double JPEG; every figure is an AUC, in the JSON too."""
+    """On a small ForgerySynth set, untrained: the duplicate-window map finds copy-moves, the JPEG
+    zeroed-AC map on shifted grids finds double JPEG and the histogram comb finds lighting changes;
+    every figure is an AUC, in the JSON too."""
     out = tmp_path / "scores.json"
     result = _tool().main(["--data", str(synth), "--splits", "train", "--out", str(out)])
     assert json.loads(out.read_text()) == result
@@ -44,6 +45,7 @@ def test_every_map_is_scored_per_family_and_the_exact_ones_find_their_forgeries(
     assert all(f["auc"] is None or 0.0 <= f["auc"] <= 1.0 for f in figures.values())
     assert figures["duplicate windows (std > 0.5) high"]["families"]["copy_move"] > 0.95
     assert figures["JPEG zeroed AC, shifted grid high"]["families"]["double_jpeg"] > 0.95
+    assert figures["histogram comb high"]["families"]["lighting"] > 0.95  # measured 0.99
     assert "copy_move" in capsys.readouterr().out
 
 
