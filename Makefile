@@ -31,7 +31,7 @@ lint:
 	$(BIN)/ruff check forenx recipes eval bench tests
 
 # forenx-nano from scratch: ForgerySynth -> SFT -> text SFT (stream frozen) -> GRPO -> calibrate -> eval -> release into
-# forenx/assets/nano (48.8 min on 2 idle cores; the same bytes on every run).
+# forenx/assets/nano (about 49 min on 2 cores; the same bytes on every run).
 nano:
 	rm -rf runs/nano
 	$(BIN)/python -m forenx.training.nano all
