@@ -356,12 +356,11 @@ def histogram_maps(pixel_values: torch.Tensor, window: int = 8) -> torch.Tensor:
     batch, channels, height, width = pixels.shape
     rows, cols = height // BLOCK, width // BLOCK
     device = pixels.device
-    # one histogram per block and channel, by a single scatter: (B * 3, 256, rows, cols)
+    # one histogram per block and channel, by a single bincount: (B * 3, 256, rows, cols)
     block = (torch.arange(height, device=device) // BLOCK)[:, None] * cols + (torch.arange(width, device=device) // BLOCK)
     plane = torch.arange(batch * channels, device=device).view(batch, channels, 1, 1) * (rows * cols)
     index = ((plane + block) * 256 + pixels).flatten()
-    hist = torch.zeros(batch * channels * rows * cols * 256, device=device).index_add_(
-        0, index, torch.ones(index.numel(), device=device))
+    hist = torch.bincount(index, minlength=batch * channels * rows * cols * 256).float()
     hist = hist.view(batch * channels, rows, cols, 256).permute(0, 3, 1, 2)
     side = (min(window, rows), min(window, cols))
     hist = F.avg_pool2d(hist, side, 1) * (side[0] * side[1])  # each window's histogram
@@ -554,8 +553,7 @@ class ForensicEncoder(nn.Module):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
         self.residual = ResidualBranch(residual) if residual else None
-        maps = (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary
-                + HISTOGRAM_CHANNELS * histogram + residual)
+        maps = len(map_names(jpeg, boundary, histogram)) + residual
         self.stem = nn.Sequential(_conv_block(maps, width, 1), _conv_block(width, width, 1), _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
