@@ -3,8 +3,8 @@
 Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, random weights) twice,
 without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
 the same run (the recipe's stream settings, JPEG and boundary maps included when it has them); then the
-forensic maps alone, the duplicate hash alone, the JPEG quantization maps alone, the boundary maps alone,
-and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``); last the conv net
+forensic maps alone, the duplicate hash alone, the JPEG quantization, boundary, histogram and resampling maps
+alone, and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``); last the conv net
 alone on maps already computed, one stream against an ensemble of ``--members`` (``forensic_members``), forward
 and forward + backward. Prints ms per image and the ratios. Figures only; nothing is asserted.
 
@@ -25,7 +25,7 @@ import yaml
 
 from forenx.modeling import tiny_model
 from forenx.modeling.forensic import (ForensicEncoder, MapCache, boundary_maps, duplicate_maps, forensic_maps,
-                                      histogram_maps, jpeg_grid_maps, stream_maps)
+                                      histogram_maps, jpeg_grid_maps, resampling_maps, stream_maps)
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"nano shape, {args.batch} images of {overrides['image_size']} px, {args.threads} thread(s)")
     per_image = {}
     extras = "".join(f", {what}" for what, key in (("JPEG maps", "forensic_jpeg"), ("boundary maps", "forensic_boundary"),
-                                                   ("histogram maps", "forensic_histogram"))
+                                                   ("histogram maps", "forensic_histogram"),
+                                                   ("resampling maps", "forensic_resampling"))
                      if stream.get(key))
     label = f"with the stream (width {args.width}{extras})"
     for name, config in (("without the stream", base), (label, {**base, **stream})):
@@ -74,23 +75,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     jpeg = median_seconds(lambda: jpeg_grid_maps(pixels), args.repeats) / args.batch
     boundary = median_seconds(lambda: boundary_maps(pixels), args.repeats) / args.batch
     histogram = median_seconds(lambda: histogram_maps(pixels), args.repeats) / args.batch
+    resampling = median_seconds(lambda: resampling_maps(pixels), args.repeats) / args.batch
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
           f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image; "
-          f"histogram maps {1000 * histogram:.2f} ms/image")
+          f"histogram maps {1000 * histogram:.2f} ms/image; resampling maps {1000 * resampling:.2f} ms/image")
     # forensic_map_cache: every map of an image seen before comes from the cache (a hash of its pixels).
     cache = MapCache(capacity=args.batch)
-    every_maps = stream_maps(pixels, jpeg=True, boundary=True, histogram=True)
-    every = median_seconds(lambda: stream_maps(pixels, jpeg=True, boundary=True, histogram=True), args.repeats) / args.batch
-    cached = median_seconds(lambda: cache.maps(pixels, jpeg=True, boundary=True, histogram=True), args.repeats) / args.batch
-    print(f"  all maps (JPEG, boundary and histogram too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
+    options = {"jpeg": True, "boundary": True, "histogram": True, "resampling": True}
+    every_maps = stream_maps(pixels, **options)
+    every = median_seconds(lambda: stream_maps(pixels, **options), args.repeats) / args.batch
+    cached = median_seconds(lambda: cache.maps(pixels, **options), args.repeats) / args.batch
+    print(f"  all maps (JPEG, boundary, histogram and resampling too) {1000 * every:.2f} ms/image; from the map cache {1000 * cached:.2f} "
           f"ms/image ({every / cached:.1f}x)")
     # forensic_members: the conv nets alone, on the maps the cache hands them.
     size, per_net = overrides["image_size"], {}
     for members in (1, args.members):
         torch.manual_seed(0)
         encoder = ForensicEncoder(args.width, out_dim=overrides["clip_config"]["hidden_size"], grid=size // 32,
-                                  image_size=size, groups=10, jpeg=True, boundary=True, members=members,
-                                  histogram=True)
+                                  image_size=size, groups=10, members=members, **options)
 
         def train_step(e=encoder):
             with torch.enable_grad():  # main runs without autograd

@@ -1,6 +1,6 @@
 """What each fixed forensic map separates with NO training: one image score per map, AUC per manipulation.
 
-Every channel of :func:`~forenx.modeling.forensic.stream_maps` (with the JPEG, boundary and histogram maps) becomes an image
+Every channel of :func:`~forenx.modeling.forensic.stream_maps` (with the JPEG, boundary, histogram and resampling maps) becomes an image
 score twice: the mean of its ``--top`` largest blocks (``high``: the map is larger somewhere than in the
 rest of the image) and of its ``--top`` smallest, negated (``low``). Each score is then an untrained
 detector, scored like ``eval/stream_probe.py`` scores the trained stream: AUC over the split, per
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     probe = _probe()
     result: dict[str, Any] = {"config": {"data": str(args.data), "splits": args.splits, "top": args.top}, "splits": {}}
     for split in args.splits:
-        loaded = probe.load_split(args.data, split, jpeg=True, boundary=True, histogram=True)
+        loaded = probe.load_split(args.data, split, jpeg=True, boundary=True, histogram=True, resampling=True)
         figures = {name: probe.score_logits(score, loaded) for name, score in image_scores(loaded["maps"], args.top).items()
                    if args.maps is None or name.rsplit(" ", 1)[0] in args.maps}
         result["splits"][split] = figures

@@ -56,9 +56,9 @@ def dihedral(images: torch.Tensor, view: int) -> torch.Tensor:
 
 
 def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, views: int = 1,
-               boundary: bool = False, histogram: bool = False) -> dict[str, Any]:
+               boundary: bool = False, histogram: bool = False, resampling: bool = False) -> dict[str, Any]:
     """The records of ``split`` in ``data/records.jsonl``: maps (with the JPEG maps when ``jpeg``, the boundary maps
-    when ``boundary``, the histogram maps when ``histogram``), labels, family
+    when ``boundary``, the histogram maps when ``histogram``, the resampling maps when ``resampling``), labels, family
     index (-1: real), photo, pair key. With ``views`` > 1 also the maps of the first ``views`` :func:`dihedral`
     views of every image (``view_maps``; test-time augmentation: the score is the mean logit over them)."""
     records = [r for r in read_records(data / "records.jsonl") if r.split == split]
@@ -72,9 +72,9 @@ def load_split(data: Path, split: str, chunk: int = 50, jpeg: bool = False, view
         images.append(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())  # uint8
         with torch.no_grad():
             unit = images[-1].float() / 255
-            maps.append(stream_maps(unit, jpeg, boundary, histogram))
+            maps.append(stream_maps(unit, jpeg, boundary, histogram, resampling))
             for view, kept in enumerate(view_maps, 1):
-                kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg, boundary, histogram))
+                kept.append(stream_maps(dihedral(unit, view).contiguous(), jpeg, boundary, histogram, resampling))
         for r in records[start:start + chunk]:
             side = pixels.shape[1]
             mask = (np.asarray(Image.open(resolve_in_root(data, r.mask)).convert("L"), dtype=np.float32) / 255
@@ -136,7 +136,7 @@ def train_one(train: dict[str, Any], evals: dict[str, dict[str, Any]], args: arg
     encoder = ForensicEncoder(args.width, out_dim=8, grid=max(1, train["size"] // 32), image_size=train["size"],
                               groups=len(FAMILIES) if args.name_weight > 0 else 0, localize=args.mask_weight > 0,
                               residual=args.residual, jpeg=args.jpeg, boundary=args.boundary, members=args.members,
-                              histogram=args.histogram)
+                              histogram=args.histogram, resampling=args.resampling)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, args.warmup, args.steps)
     sampler = PairedRandomSampler(train["keys"], args.batch, seed)
@@ -218,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "maps (forensic_boundary)")
     parser.add_argument("--histogram", action="store_true", help="the stream also reads the histogram-comb maps "
                         "(forensic_histogram)")
+    parser.add_argument("--resampling", action="store_true", help="the stream also reads the interpolation-fit "
+                        "maps (forensic_resampling)")
     parser.add_argument("--members", type=int, default=1,
                         help="forensic_members: an ensemble of this many streams in one encoder, each trained by "
                              "its own losses on the same batches (1: one stream)")
@@ -235,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.time()
-    train = load_split(args.data, "train", jpeg=args.jpeg, boundary=args.boundary, histogram=args.histogram)
-    evals = {name: load_split(args.eval_data or args.data, name, jpeg=args.jpeg, views=args.views, boundary=args.boundary,
-                                histogram=args.histogram)
+    maps = {"jpeg": args.jpeg, "boundary": args.boundary, "histogram": args.histogram, "resampling": args.resampling}
+    train = load_split(args.data, "train", **maps)
+    evals = {name: load_split(args.eval_data or args.data, name, views=args.views, **maps)
              for name in args.eval_splits}
     print(f"maps of {len(train['fake']) + sum(len(s['fake']) for s in evals.values())} images: "
           f"{time.time() - start:.0f} s", flush=True)

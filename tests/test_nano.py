@@ -205,6 +205,9 @@ def test_card_names_the_streams_optional_inputs():
     three = _stream_extras({"tiny_overrides": {"forensic_jpeg": True, "forensic_boundary": True,
                                                "forensic_histogram": True}})
     assert three == " with the JPEG quantization maps, the fine-detail boundary maps and the histogram-comb maps"
+    four = _stream_extras({"tiny_overrides": {"forensic_jpeg": True, "forensic_histogram": True,
+                                              "forensic_resampling": True}})
+    assert four == " with the JPEG quantization maps, the histogram-comb maps and the resampling maps"
 
 
 def test_nano_table_shows_the_auc_within_each_photo():

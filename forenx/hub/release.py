@@ -121,6 +121,8 @@ def _architecture(config) -> str:
                   if getattr(config, "forensic_boundary", False) else "")
                + (" and 2 histogram-comb maps (the gaps and spikes that a gain leaves in the histogram of 64 x 64 "
                   "windows)" if getattr(config, "forensic_histogram", False) else "")
+               + (" and 2 resampling maps (how much better 32 x 32 windows fit one linear-interpolation phase than "
+                  "the others)" if getattr(config, "forensic_resampling", False) else "")
                + (f", read by a conv net of width {config.forensic_width}"
                   if getattr(config, "forensic_members", 1) == 1 else
                   f", read by an ensemble of {config.forensic_members} conv nets of width {config.forensic_width} "

@@ -46,7 +46,8 @@ class ForenXConfig(LlavaConfig):
     read next to the fixed maps), ``forensic_jpeg`` (True: the stream also reads the JPEG quantization
     maps of :func:`~forenx.modeling.forensic.jpeg_grid_maps`), ``forensic_boundary`` (True: it also reads the
     fine-detail step maps of :func:`~forenx.modeling.forensic.boundary_maps`), ``forensic_histogram`` (True: it
-    also reads the histogram-comb maps of :func:`~forenx.modeling.forensic.histogram_maps`), ``forensic_members`` (1: one
+    also reads the histogram-comb maps of :func:`~forenx.modeling.forensic.histogram_maps`), ``forensic_resampling``
+    (True: it also reads the interpolation-fit maps of :func:`~forenx.modeling.forensic.resampling_maps`), ``forensic_members`` (1: one
     stream; more: an ensemble of that many conv nets over the same maps, each trained by its own losses,
     their outputs averaged), ``forensic_loss_weight`` (weight of its own verdict loss)
     and ``forensic_verdict`` (True: the stream's logit is added to the verdict slot's fake-minus-real
@@ -98,6 +99,7 @@ class ForenXConfig(LlavaConfig):
     forensic_jpeg: bool = False
     forensic_boundary: bool = False
     forensic_histogram: bool = False
+    forensic_resampling: bool = False
     forensic_members: int = 1
     forensic_loss_weight: float = 1.0
     forensic_verdict: bool = False
@@ -137,7 +139,7 @@ class ForenXConfig(LlavaConfig):
                                        or not self.forensic_width):
             raise ValueError(f"ForenXConfig: forensic_residual={self.forensic_residual} must be 0 (off) or a positive "
                              "multiple of 4 (GroupNorm groups), and needs the forensic stream (forensic_width).")
-        for option in ("forensic_jpeg", "forensic_boundary", "forensic_histogram"):
+        for option in ("forensic_jpeg", "forensic_boundary", "forensic_histogram", "forensic_resampling"):
             if getattr(self, option) and not self.forensic_width:
                 raise ValueError(f"ForenXConfig: {option}=True adds maps to the forensic stream, but the stream is off; "
                                  f"set forensic_width (e.g. 64) or {option}=False.")

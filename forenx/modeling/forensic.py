@@ -31,6 +31,12 @@ histogram of the pixel values (:func:`histogram_maps`): scaling 8-bit values by 
 never produces some levels and by 0.7 produces some twice, so the histogram of a region lit or
 darkened after the fact has gaps or spikes one level apart, where a photograph's is smooth.
 
+With ``resampling=True`` two more maps test whether a window is a linear interpolation of a smaller
+image (:func:`resampling_maps`): an enlargement by a factor between 1.2 and 2.6 makes every column
+(and row) of the window exactly piecewise linear between knots one factor apart, so for the right
+factor and knot phase the window fits that subspace to within the rounding, and for the other
+phases it does not; a photograph fits no phase much better than the others.
+
 :class:`ForensicEncoder` turns the maps into one token per image patch (at the fusion width)
 and a forensic logit (its own real / fake guess, pooled over the image); the logit is trained
 against the answer's verdict (``forensic_loss``) and written into every token along one learnt
@@ -42,6 +48,7 @@ exact 8-bit values, which bfloat16 would not keep).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import OrderedDict
 
@@ -49,9 +56,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "HISTOGRAM_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES", "ForensicEncoder", "MapCache",
-           "ResidualBranch", "boundary_maps", "duplicate_maps", "each_member", "forensic_maps", "histogram_maps",
-           "jpeg_grid_maps", "map_names",
+__all__ = ["BLOCK", "BOUNDARY_CHANNELS", "FORENSIC_CHANNELS", "HISTOGRAM_CHANNELS", "JPEG_CHANNELS", "MAP_NAMES",
+           "RESAMPLING_CHANNELS", "ForensicEncoder", "MapCache", "ResidualBranch", "boundary_maps", "duplicate_maps",
+           "each_member", "forensic_maps", "histogram_maps", "jpeg_grid_maps", "map_names", "resampling_maps",
            "stream_maps", "use_map_cache", "window_dct"]
 
 #: Side of the blocks the maps are computed on (the JPEG block).
@@ -64,6 +71,8 @@ JPEG_CHANNELS = 4
 BOUNDARY_CHANNELS = 3
 #: Channels of :func:`histogram_maps`.
 HISTOGRAM_CHANNELS = 2
+#: Channels of :func:`resampling_maps`.
+RESAMPLING_CHANNELS = 2
 _FORENSIC_NAMES = (
     "duplicate windows (std > 2)", "duplicate windows (std > 0.5)",
     "noise |Laplacian|", "noise local-min |Laplacian|", "gradient energy", "Laplacian / gradient",
@@ -74,15 +83,18 @@ _JPEG_NAMES = ("JPEG DC steps, shifted grid", "JPEG DC steps, own grid", "JPEG z
                "JPEG zeroed AC, own grid")
 _BOUNDARY_NAMES = ("fine energy", "fine energy step across rows", "fine energy step across columns")
 _HISTOGRAM_NAMES = ("histogram comb", "histogram comb, relative")
+_RESAMPLING_NAMES = ("resampling fit", "resampling fit, relative")
 
 
-def map_names(jpeg: bool = False, boundary: bool = False, histogram: bool = False) -> tuple[str, ...]:
+def map_names(jpeg: bool = False, boundary: bool = False, histogram: bool = False,
+              resampling: bool = False) -> tuple[str, ...]:
     """One name per channel of :func:`stream_maps` with these options, in order."""
-    return _FORENSIC_NAMES + _JPEG_NAMES * jpeg + _BOUNDARY_NAMES * boundary + _HISTOGRAM_NAMES * histogram
+    return (_FORENSIC_NAMES + _JPEG_NAMES * jpeg + _BOUNDARY_NAMES * boundary + _HISTOGRAM_NAMES * histogram
+            + _RESAMPLING_NAMES * resampling)
 
 
-#: Every map's name: the channels of :func:`stream_maps` with ``jpeg``, ``boundary`` and ``histogram``.
-MAP_NAMES = map_names(jpeg=True, boundary=True, histogram=True)
+#: Every map's name: the channels of :func:`stream_maps` with every option on.
+MAP_NAMES = map_names(jpeg=True, boundary=True, histogram=True, resampling=True)
 #: The DC quantization steps tested: those of the standard (IJG) luminance table at qualities 50-95.
 _DC_STEPS = tuple(float(step) for step in range(2, 17))
 _LUMA = (0.299, 0.587, 0.114)
@@ -382,15 +394,111 @@ def histogram_maps(pixel_values: torch.Tensor, window: int = 8) -> torch.Tensor:
     return torch.cat([per_block, _relative(per_block)], 1)
 
 
+_RESAMPLING_WINDOW = 32  # pixels: the side of the windows tested (every 16 pixels)
+_RESAMPLING_SCALES = 124  # source-to-window scales tested, evenly from 1 / 2.6 to 1 / 1.25
+_RESAMPLING_PHASES = 16  # knot phases tested for each scale
+
+
+@functools.lru_cache(maxsize=4)
+def _interpolation_projections(side: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(side * side, scales * phases)``: column ``(s, c)`` is the flattened projection onto the signals of
+    length ``side`` that are linear between knots at the window positions ``y`` where ``s * y + c`` is whole;
+    and ``(scales, phases)``: the dimensions outside each subspace."""
+    scales = torch.linspace(1 / 2.6, 1 / 1.25, _RESAMPLING_SCALES, dtype=torch.float64)
+    phases = torch.arange(_RESAMPLING_PHASES, dtype=torch.float64) / _RESAMPLING_PHASES
+    y = torch.arange(side, dtype=torch.float64)
+    projections, outside = [], []
+    for scale in scales:
+        for phase in phases:
+            x = scale * y + phase  # each window position in the source's pixel units
+            knots = torch.arange(int(x[0].floor()), int(x[-1].ceil()) + 1, dtype=torch.float64)
+            hats = (1 - (x[:, None] - knots[None]).abs()).clamp_min(0)  # linear interpolation's weights
+            basis = torch.linalg.qr(hats).Q
+            projections.append((basis @ basis.T).flatten())
+            outside.append(side - len(knots))
+    shape = (_RESAMPLING_SCALES, _RESAMPLING_PHASES)
+    return torch.stack(projections, 1).to(device), torch.tensor(outside, dtype=torch.float64, device=device).view(shape)
+
+
+def _interpolation_fit(luma: torch.Tensor, side: int, stride: int) -> torch.Tensor:
+    """Per ``side`` x ``side`` window of ``luma`` ``(B, H, W)`` (every ``stride`` pixels): ``(B, h, w,
+    scales)``, for each scale minus the log of the best phase's residual over the phases' median, for
+    the window's columns (the residual energy outside the interpolation subspace, plus a floor), less
+    the log of how many times the best residual exceeds 4 times what 8-bit rounding leaves there; at
+    least 0."""
+    windows = luma.unfold(1, side, stride).unfold(2, side, stride)  # (B, h, w, rows, columns)
+    batch, rows, cols = windows.shape[:3]
+    columns = windows.reshape(-1, side, side).double()
+    columns = columns - columns.mean(1, keepdim=True)  # a constant lies in every subspace
+    gram = columns @ columns.transpose(1, 2)  # over the window's columns
+    total = gram.diagonal(dim1=1, dim2=2).sum(-1, keepdim=True)
+    projections, outside = _interpolation_projections(side, str(luma.device))
+    residual = (total - gram.flatten(1) @ projections).clamp_min(0).view(-1, _RESAMPLING_SCALES, _RESAMPLING_PHASES)
+    best, phase = residual.min(-1)
+    ratio = (best + side / 8) / (residual.median(-1).values + side / 8)
+    # 8-bit rounding of R, G and B (and of a first pass): about 1/24 grey level^2 a pixel in the luma
+    rounding = outside.gather(1, phase.T).T * side / 24
+    excess = (best / (4 * rounding)).clamp_min(1).log()  # 0 for a fit to within 4 times the rounding
+    return (-ratio.log() - excess).clamp_min(0).float().view(batch, rows, cols, _RESAMPLING_SCALES)
+
+
+def resampling_maps(pixel_values: torch.Tensor) -> torch.Tensor:
+    """Whether windows of ``pixel_values`` ``(B, 3, H, W)`` in [0, 1] are enlarged copies: ``(B, 2, H/8, W/8)``.
+
+    An image enlarged with linear interpolation (bilinear: first along rows, then along columns) by a
+    factor ``f`` is, along every column, linear between knots ``f`` pixels apart: each window's columns
+    lie, to within the 8-bit rounding, in the subspace of such signals for the right factor and knot
+    phase. For every 32 x 32 window (every 16 pixels) of the luma (the mean of R, G and B: it keeps the
+    linear structure and averages the rounding), 124 factors from 1.25 to 2.6 and 16 phases each are
+    tested on its columns: the energy left outside each subspace, and for each factor the best phase's
+    against the median phase's (a floor of 1/8 grey level^2 a pixel added to both). A photograph's
+    window fits no phase much better than the others; an enlarged one fits one phase to the rounding.
+    The factor's score is minus the log of that ratio, less the log of how many times the best residual
+    exceeds 4 times the rounding's (a window that fits one phase far better than the others but far
+    from exactly is not an interpolation), at least 0; the window's is the best factor's, the smaller
+    of its columns' and its rows' (the transposed window; a straight edge fits one phase in one
+    direction only). Each block takes the largest score of the windows over it (channel 0) and that
+    minus the image's median (channel 1). Images smaller than a window score 0. Untrained (the mean of
+    each image's 8 largest blocks), it separates ForgerySynth's resampling forgeries (bilinear, factors
+    1.25 - 2.5) from the reals at AUC 0.93 on the nano val photographs and 0.97 on the test ones; 32 ms
+    an image of 256 px on 2 cores.
+
+    >>> noise = torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    >>> enlarged = F.interpolate(noise, size=(64, 64), mode="bilinear", align_corners=False)
+    >>> photo = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    >>> quantized = lambda x: (x * 255).round() / 255
+    >>> maps = resampling_maps(torch.cat([quantized(enlarged), quantized(photo)]))
+    >>> tuple(maps.shape), bool(maps[0, 0].min() > maps[1, 0].max() + 1)
+    ((2, 2, 8, 8), True)
+    """
+    _check_pixels(pixel_values, "resampling_maps")
+    batch, _, height, width = pixel_values.shape
+    side, stride = _RESAMPLING_WINDOW, _RESAMPLING_WINDOW // 2
+    rows, cols = height // BLOCK, width // BLOCK
+    if height < side or width < side:
+        return pixel_values.new_zeros(batch, RESAMPLING_CHANNELS, rows, cols, dtype=torch.float32)
+    luma = (pixel_values.float() * 255).round().mean(1)
+    along_columns = _interpolation_fit(luma, side, stride).amax(-1)
+    along_rows = _interpolation_fit(luma.transpose(1, 2), side, stride).amax(-1).transpose(1, 2)
+    score = torch.minimum(along_columns, along_rows)[:, None]  # (B, 1, h, w), window i at pixel 16 i
+    # each block: the largest score of the windows over it (window i covers blocks 2 i .. 2 i + 3); a last
+    # block row / column past the last window (a side of 16 k + 8 pixels) repeats the one before it
+    per_block = score.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    per_block = F.max_pool2d(F.pad(per_block, (2, 2, 2, 2), value=torch.finfo(per_block.dtype).min), 3, 1)
+    per_block = F.pad(per_block, (0, cols - per_block.shape[3], 0, rows - per_block.shape[2]), mode="replicate")
+    return torch.cat([per_block, _relative(per_block)], 1)
+
+
 def stream_maps(pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False,
-                histogram: bool = False) -> torch.Tensor:
+                histogram: bool = False, resampling: bool = False) -> torch.Tensor:
     """The maps the forensic stream reads: :func:`forensic_maps`, then :func:`jpeg_grid_maps` with ``jpeg``,
-    :func:`boundary_maps` with ``boundary`` and :func:`histogram_maps` with ``histogram`` (:func:`map_names`
-    names them)."""
+    :func:`boundary_maps` with ``boundary``, :func:`histogram_maps` with ``histogram`` and
+    :func:`resampling_maps` with ``resampling`` (:func:`map_names` names them)."""
     maps = [forensic_maps(pixel_values)]
     maps += [jpeg_grid_maps(pixel_values)] if jpeg else []
     maps += [boundary_maps(pixel_values)] if boundary else []
     maps += [histogram_maps(pixel_values)] if histogram else []
+    maps += [resampling_maps(pixel_values)] if resampling else []
     return torch.cat(maps, 1) if len(maps) > 1 else maps[0]
 
 
@@ -398,7 +506,7 @@ class MapCache:
     """The :func:`stream_maps` of images already seen, by a hash of their pixels: training passes over
     the same images every epoch (and evaluates the same ones at every evaluation), and the maps have no
     weights, so each image's maps are computed once. At most ``capacity`` images are kept, the least
-    recently used dropped first; an image's maps take ``(27 + 4 jpeg + 3 boundary + 2 histogram) x (S / 8)^2`` floats
+    recently used dropped first; an image's maps take ``(27 + 4 jpeg + 3 boundary + 2 histogram + 2 resampling) x (S / 8)^2`` floats
     (127 KB at 256 px with the JPEG maps). Each image is computed alone or in a batch of misses: the maps of
     an image never depend on the rest of its batch, so a hit returns what a fresh computation would.
 
@@ -425,21 +533,22 @@ class MapCache:
         return MapCache(self.capacity)
 
     @staticmethod
-    def key(image: torch.Tensor, jpeg: bool = False, boundary: bool = False, histogram: bool = False) -> bytes:
+    def key(image: torch.Tensor, jpeg: bool = False, boundary: bool = False, histogram: bool = False,
+            resampling: bool = False) -> bytes:
         """The hash of one image ``(3, H, W)``'s exact values, shape and dtype, and of the maps asked for."""
         values = image.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy()
         digest = hashlib.blake2b(values.tobytes(), digest_size=16)
-        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg} {boundary} {histogram}".encode())
+        digest.update(f"{tuple(image.shape)} {image.dtype} {jpeg} {boundary} {histogram} {resampling}".encode())
         return digest.digest()
 
     def maps(self, pixel_values: torch.Tensor, jpeg: bool = False, boundary: bool = False,
-             histogram: bool = False) -> torch.Tensor:
+             histogram: bool = False, resampling: bool = False) -> torch.Tensor:
         """:func:`stream_maps` of ``pixel_values`` ``(B, 3, H, W)``, from the cache where it holds them."""
-        keys = [self.key(image, jpeg, boundary, histogram) for image in pixel_values]
+        keys = [self.key(image, jpeg, boundary, histogram, resampling) for image in pixel_values]
         missing = list({key: index for index, key in enumerate(keys) if key not in self._maps}.values())
         found = {}
         if missing:
-            fresh = stream_maps(pixel_values[missing], jpeg, boundary, histogram)
+            fresh = stream_maps(pixel_values[missing], jpeg, boundary, histogram, resampling)
             for row, index in enumerate(missing):
                 found[keys[index]] = fresh[row].cpu().clone()  # not a view that keeps the whole batch alive
         self.misses += len(missing)
@@ -520,7 +629,7 @@ class ForensicEncoder(nn.Module):
     logits over the anomaly-name groups (:mod:`forenx.modeling.names`), kept in ``group_logits``.
     With ``residual``, a :class:`ResidualBranch` of that width learns its own traces from the pixels and
     its maps join the fixed ones. With ``jpeg``, the stream also reads :func:`jpeg_grid_maps`; with ``boundary``,
-    :func:`boundary_maps`; with ``histogram``, :func:`histogram_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
+    :func:`boundary_maps`; with ``histogram``, :func:`histogram_maps`; with ``resampling``, :func:`resampling_maps`. With ``localize``, a 1 x 1 convolution on the block-resolution
     features gives a logit per 8 x 8 block that it was manipulated, kept in ``mask_logits`` (trained
     by ``eval/stream_probe.py --mask-weight``; the model does not use it yet).
 
@@ -538,7 +647,7 @@ class ForensicEncoder(nn.Module):
 
     def __init__(self, width: int, out_dim: int, grid: int, image_size: int, groups: int = 0,
                  localize: bool = False, residual: int = 0, jpeg: bool = False, boundary: bool = False,
-                 members: int = 1, histogram: bool = False):
+                 members: int = 1, histogram: bool = False, resampling: bool = False):
         super().__init__()
         if members < 1:
             raise ValueError(f"ForensicEncoder: members={members}; give 1 (one stream) or more (an ensemble)")
@@ -546,6 +655,7 @@ class ForensicEncoder(nn.Module):
         self.jpeg = jpeg
         self.boundary = boundary
         self.histogram = histogram
+        self.resampling = resampling
         #: Maps of images already seen (:func:`use_map_cache`; training sets it); None computes them every time.
         self.map_cache: MapCache | None = None
         side, strides = image_size // BLOCK, []
@@ -553,7 +663,7 @@ class ForensicEncoder(nn.Module):
             strides.append(2 if (side + 1) // 2 >= grid else 1)
             side = (side + 1) // 2 if strides[-1] == 2 else side
         self.residual = ResidualBranch(residual) if residual else None
-        maps = len(map_names(jpeg, boundary, histogram)) + residual
+        maps = len(map_names(jpeg, boundary, histogram, resampling)) + residual
         self.stem = nn.Sequential(_conv_block(maps, width, 1), _conv_block(width, width, 1), _conv_block(width, width, 1))
         self.down = nn.Sequential(_conv_block(width, 2 * width, strides[0]), _conv_block(2 * width, 2 * width, strides[1]))
         self.proj = nn.Linear(2 * width, out_dim)
@@ -568,7 +678,7 @@ class ForensicEncoder(nn.Module):
         # The ensemble's other members (none for one stream: its weights keep their names).
         self.members = nn.ModuleList(
             ForensicEncoder(width, out_dim, grid, image_size, groups, localize, residual, jpeg, boundary,
-                            histogram=histogram)
+                            histogram=histogram, resampling=resampling)
             for _ in range(members - 1))
         self.member_logits: torch.Tensor | None = None
         self.member_group_logits: torch.Tensor | None = None
@@ -576,9 +686,9 @@ class ForensicEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.map_cache is not None:
-                maps = self.map_cache.maps(pixel_values, self.jpeg, self.boundary, self.histogram)
+                maps = self.map_cache.maps(pixel_values, self.jpeg, self.boundary, self.histogram, self.resampling)
             else:
-                maps = stream_maps(pixel_values, self.jpeg, self.boundary, self.histogram)
+                maps = stream_maps(pixel_values, self.jpeg, self.boundary, self.histogram, self.resampling)
         return self.forward_maps(maps, pixel_values)
 
     def forward_maps(self, maps: torch.Tensor, pixel_values: torch.Tensor | None = None

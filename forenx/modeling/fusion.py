@@ -61,7 +61,7 @@ class ForgeryAwareFusion(nn.Module):
                  layer_norm_eps: float = 1e-5, forensic_width: int | None = None, grid: int | None = None,
                  image_size: int | None = None, name_groups: int = 0, forensic_residual: int = 0,
                  forensic_jpeg: bool = False, forensic_boundary: bool = False, forensic_members: int = 1,
-                 forensic_histogram: bool = False):
+                 forensic_histogram: bool = False, forensic_resampling: bool = False):
         super().__init__()
         assert fusion_dim % num_heads == 0, "fusion_dim must be divisible by num_heads"
         self.num_heads = num_heads
@@ -82,7 +82,7 @@ class ForgeryAwareFusion(nn.Module):
         self.forensic = (ForensicEncoder(forensic_width, clip_dim, grid, image_size, groups=name_groups,
                                          residual=forensic_residual, jpeg=forensic_jpeg,
                                          boundary=forensic_boundary, members=forensic_members,
-                                         histogram=forensic_histogram)
+                                         histogram=forensic_histogram, resampling=forensic_resampling)
                          if forensic_width else None)
         self.forensic_logit: torch.Tensor | None = None
 

@@ -91,6 +91,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             forensic_jpeg=config.forensic_jpeg,
             forensic_boundary=config.forensic_boundary,
             forensic_histogram=config.forensic_histogram,
+            forensic_resampling=config.forensic_resampling,
             forensic_members=config.forensic_members,
         )
         self.multi_modal_projector = LlavaMultiModalProjector(config)

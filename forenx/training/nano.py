@@ -536,14 +536,15 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
 
 
 def _stream_extras(sft_config: Mapping[str, Any]) -> str:
-    """The card's words for the stream's optional inputs: the learned residual branch, the JPEG, boundary and
-    histogram maps ("" without)."""
+    """The card's words for the stream's optional inputs: the learned residual branch, the JPEG, boundary,
+    histogram and resampling maps ("" without)."""
     overrides = sft_config["tiny_overrides"]
     extras = ([f"a learned residual branch of width {overrides['forensic_residual']}"]
               if overrides.get("forensic_residual") else [])
     extras += ["the JPEG quantization maps"] if overrides.get("forensic_jpeg") else []
     extras += ["the fine-detail boundary maps"] if overrides.get("forensic_boundary") else []
     extras += ["the histogram-comb maps"] if overrides.get("forensic_histogram") else []
+    extras += ["the resampling maps"] if overrides.get("forensic_resampling") else []
     members = overrides.get("forensic_members", 1)
     listed = ", ".join(extras[:-1]) + " and " + extras[-1] if len(extras) > 1 else "".join(extras)
     return ((" with " + listed if extras else "")

@@ -49,6 +49,16 @@ def test_every_map_is_scored_per_family_and_the_exact_ones_find_their_forgeries(
     assert "copy_move" in capsys.readouterr().out
 
 
+def test_the_interpolation_fit_finds_enlarged_regions(tmp_path):
+    """At 256 px (a region of 20 - 40% of the image holds several of its 32 px windows; at 128 px most do
+    not), the resampling-fit map alone separates ForgerySynth's resampled regions from the reals."""
+    data = tmp_path / "fs"
+    synthesize(data, n=40, seed=0, workers=1, size=256, families=["resampling"], splits="test=1")
+    result = _tool().main(["--data", str(data), "--splits", "test", "--maps", "resampling fit"])
+    assert set(result["splits"]["test"]) == {"resampling fit high", "resampling fit low"}
+    assert result["splits"]["test"]["resampling fit high"]["families"]["resampling"] > 0.9
+
+
 def test_bad_arguments_name_what_is_wrong(synth, capsys):
     with pytest.raises(SystemExit):
         _tool().main(["--data", str(synth), "--maps", "no such map"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from forenx.data.synth import synthesize
-from forenx.modeling.forensic import BOUNDARY_CHANNELS, HISTOGRAM_CHANNELS, JPEG_CHANNELS
+from forenx.modeling.forensic import BOUNDARY_CHANNELS, HISTOGRAM_CHANNELS, JPEG_CHANNELS, RESAMPLING_CHANNELS
 from tests.scripts import load_script
 
 
@@ -75,8 +75,8 @@ def test_probe_refuses_a_selection_split_it_does_not_score(synth):
 
 
 def test_probe_with_the_residual_branch_the_jpeg_maps_the_mask_loss_and_separate_eval_data(synth, tmp_path):
-    """--residual, --jpeg, --boundary, --histogram and --mask-weight train the learned branch, the JPEG, boundary
-    and histogram maps' channels and the localisation head with the rest;
+    """--residual, --jpeg, --boundary, --histogram, --resampling and --mask-weight train the learned branch, the
+    JPEG, boundary, histogram and resampling maps' channels and the localisation head with the rest;
     --eval-data scores another folder's splits (one training set against another on the same images)."""
     other = tmp_path / "other"
     synthesize(other, n=30, seed=2, workers=1, size=64)
@@ -90,12 +90,14 @@ def test_probe_with_the_residual_branch_the_jpeg_maps_the_mask_loss_and_separate
     assert both.shape[1] == train["maps"].shape[1] + JPEG_CHANNELS + BOUNDARY_CHANNELS
     combs = probe.load_split(synth, "train", histogram=True)["maps"]
     assert combs.shape[1] == train["maps"].shape[1] + HISTOGRAM_CHANNELS
+    fits = probe.load_split(synth, "train", resampling=True)["maps"]
+    assert fits.shape[1] == train["maps"].shape[1] + RESAMPLING_CHANNELS
     result = probe.main(["--data", str(synth), "--eval-data", str(other), "--seeds", "0", "--steps", "4",
                          "--batch", "8", "--eval-every", "2", "--residual", "4", "--jpeg", "--boundary",
-                         "--histogram", "--mask-weight", "1",
+                         "--histogram", "--resampling", "--mask-weight", "1",
                          "--eval-splits", "test", "--select", "test"])
     assert result["config"]["residual"] == 4 and result["config"]["mask_weight"] == 1.0 and result["config"]["jpeg"]
-    assert result["config"]["boundary"] and result["config"]["histogram"]
+    assert result["config"]["boundary"] and result["config"]["histogram"] and result["config"]["resampling"]
     assert set(result["runs"][0]["test"]["photos"]) == set(probe.load_split(other, "test")["photo"])
 
 

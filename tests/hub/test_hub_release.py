@@ -240,3 +240,6 @@ def test_card_describes_the_forensic_streams_inputs():
     assert "Forensic stream" in plain and "residual branch" not in plain and "JPEG quantization" not in plain
     full = _architecture(tiny_model(seed=0, forensic_width=8, forensic_residual=8, forensic_jpeg=True)[0].config)
     assert "residual branch of width 8" in full and "4 JPEG quantization maps" in full
+    assert "resampling maps" not in full
+    maps = _architecture(tiny_model(seed=0, forensic_width=8, forensic_histogram=True, forensic_resampling=True)[0].config)
+    assert "2 histogram-comb maps" in maps and "2 resampling maps (how much better 32 x 32 windows fit" in maps

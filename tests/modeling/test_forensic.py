@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from torch.nn import functional as F
 from transformers import AutoModelForImageTextToText
 
 from forenx.data.synth.manipulations import jpeg_roundtrip, manipulation
@@ -18,6 +19,7 @@ from forenx.modeling.forensic import (
     HISTOGRAM_CHANNELS,
     JPEG_CHANNELS,
     MAP_NAMES,
+    RESAMPLING_CHANNELS,
     ForensicEncoder,
     MapCache,
     ResidualBranch,
@@ -27,6 +29,7 @@ from forenx.modeling.forensic import (
     histogram_maps,
     jpeg_grid_maps,
     map_names,
+    resampling_maps,
     stream_maps,
     use_map_cache,
     window_dct,
@@ -165,14 +168,17 @@ def test_jpeg_grid_maps_say_nothing_on_flat_or_noise_images():
     assert noise[:, 2:].abs().max() < 0.05  # noise has no zeroed AC coefficients on any phase
     pixels = torch.rand(1, 3, 64, 64)
     assert stream_maps(pixels).shape[1] == FORENSIC_CHANNELS
-    every = stream_maps(pixels, jpeg=True, boundary=True, histogram=True)
+    every = stream_maps(pixels, jpeg=True, boundary=True, histogram=True, resampling=True)
     assert len(MAP_NAMES) == len(set(MAP_NAMES)) == every.shape[1]
     assert torch.equal(stream_maps(pixels, jpeg=True)[:, FORENSIC_CHANNELS:], jpeg_grid_maps(pixels))
     for jpeg, boundary, histogram in ((False, True, False), (True, False, True), (False, False, False)):
         assert len(map_names(jpeg, boundary, histogram)) == stream_maps(pixels, jpeg, boundary, histogram).shape[1]
     assert torch.equal(stream_maps(pixels, boundary=True)[:, FORENSIC_CHANNELS:], boundary_maps(pixels))
     assert torch.equal(stream_maps(pixels, histogram=True)[:, FORENSIC_CHANNELS:], histogram_maps(pixels))
-    assert torch.equal(every[:, -HISTOGRAM_CHANNELS:], histogram_maps(pixels))
+    assert torch.equal(every[:, -RESAMPLING_CHANNELS - HISTOGRAM_CHANNELS:-RESAMPLING_CHANNELS], histogram_maps(pixels))
+    assert torch.equal(stream_maps(pixels, resampling=True)[:, FORENSIC_CHANNELS:], resampling_maps(pixels))
+    assert torch.equal(every[:, -RESAMPLING_CHANNELS:], resampling_maps(pixels))
+    assert len(map_names(resampling=True)) == FORENSIC_CHANNELS + RESAMPLING_CHANNELS
     with pytest.raises(ValueError, match="multiples of 8"):
         jpeg_grid_maps(torch.rand(1, 3, 60, 64))
 
@@ -211,16 +217,21 @@ def test_boundary_maps_step_inwards_all_around_a_sharpened_region(big_photo):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_histogram_maps_find_a_region_lit_after_the_fact(big_photo, seed):
+@pytest.mark.parametrize(("family", "maps_of", "channels"),
+                         [("lighting", histogram_maps, HISTOGRAM_CHANNELS),
+                          ("resampling", resampling_maps, RESAMPLING_CHANNELS)])
+def test_trace_maps_find_their_manipulated_region(big_photo, seed, family, maps_of, channels):
     """ForgerySynth's lighting forgery (a rectangle or ellipse scaled by a gain of 0.6-0.85 or 1.2-1.6,
-    rounded again): the comb map rises on the region's blocks, not far from it, and not on the same
-    blocks of the untouched photo; both channels do."""
-    forged = manipulation("lighting")(big_photo, np.random.default_rng(seed))
+    rounded again) raises the histogram-comb map, its resampling forgery (a rectangle replaced by its
+    centre enlarged 1.25 - 2.5 times with bilinear interpolation) the interpolation-fit map (measured on
+    these seeds: channel 0 inside 1.8 - 4.2, outside and on the untouched photo 0 - 0.1): on the region's
+    blocks, not far from it, and not on the same blocks of the untouched photo; both channels do."""
+    forged = manipulation(family)(big_photo, np.random.default_rng(seed))
     box = forged.params["region_box"]
-    maps = histogram_maps(_pixels(forged.forged))[0]
-    clean = histogram_maps(_pixels(big_photo))[0]
-    assert tuple(maps.shape) == (HISTOGRAM_CHANNELS, 32, 32)
-    for channel in range(HISTOGRAM_CHANNELS):
+    maps = maps_of(_pixels(forged.forged))[0]
+    clean = maps_of(_pixels(big_photo))[0]
+    assert tuple(maps.shape) == (channels, 32, 32)
+    for channel in range(channels):
         inside, outside = _inside_outside(maps[channel], box)
         assert inside > outside + 1.0, (forged.params, channel, inside, outside)
         assert inside > _inside_outside(clean[channel], box)[0] + 1.0
@@ -238,6 +249,25 @@ def test_histogram_maps_take_a_photograph_stretched_all_over_as_it_is():
     assert histogram_maps(torch.rand(1, 3, 16, 16) * 0.02).abs().max() == 0  # std under 10 grey levels
     with pytest.raises(ValueError, match="multiples of 8"):
         histogram_maps(torch.rand(1, 3, 60, 64))
+
+
+def test_resampling_maps_see_an_enlargement_by_any_factor_and_not_flat_or_small_images():
+    """An image enlarged all over fits one phase everywhere (absolute channel high at every factor tested,
+    relative about 0); noise, a flat image and an image smaller than a window score (about) 0."""
+    noise = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(0))
+    quantized = (noise * 255).round() / 255
+    plain = resampling_maps(quantized)[0]
+    assert plain.abs().max() == 0  # noise fits no interpolation
+    for factor in (1.3, 1.6, 2.0, 2.5):
+        side = round(80 * factor) // 8 * 8
+        enlarged = F.interpolate(quantized, size=(side, side), mode="bilinear", align_corners=False)
+        maps = resampling_maps((enlarged * 255).round() / 255)[0]
+        assert maps[0].min() > 2.0, (factor, maps[0].min())  # measured 2.9 - 7.6
+        assert torch.equal(maps[1], maps[0] - maps[0].median())
+    assert resampling_maps(torch.full((1, 3, 64, 64), 0.5)).abs().max() == 0
+    assert resampling_maps(torch.rand(2, 3, 24, 40)).abs().max() == 0  # smaller than a 32 px window
+    with pytest.raises(ValueError, match="multiples of 8"):
+        resampling_maps(torch.rand(1, 3, 60, 64))
 
 
 def test_residual_filters_see_residuals_not_brightness(photo):
@@ -293,6 +323,8 @@ def test_config_rejects_a_stream_that_cannot_run():
         ForenXConfig(image_size=80, forensic_boundary=True, **towers)
     with pytest.raises(ValueError, match="forensic_histogram=True"):
         ForenXConfig(image_size=80, forensic_histogram=True, **towers)
+    with pytest.raises(ValueError, match="forensic_resampling=True"):
+        ForenXConfig(image_size=80, forensic_resampling=True, **towers)
 
 
 def test_ensemble_encoder_is_the_mean_of_its_members_and_keeps_each():
@@ -372,13 +404,16 @@ def test_ensemble_model_trains_each_member_by_its_own_losses(images, tmp_path):
 @pytest.mark.parametrize(("residual", "jpeg", "boundary", "histogram"),
                          [(0, False, False, False), (8, False, False, False), (0, True, True, True)])
 def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, residual, jpeg, boundary, histogram):
+    resampling = histogram  # the last case has every map
     model, processor = tiny_model(seed=0, forensic_width=8, forensic_residual=residual, forensic_jpeg=jpeg,
-                                  forensic_boundary=boundary, forensic_histogram=histogram)
+                                  forensic_boundary=boundary, forensic_histogram=histogram,
+                                  forensic_resampling=resampling)
     stream = model.model.fusion.forensic
     assert stream is not None and (stream.residual is not None) == bool(residual)
-    assert (stream.jpeg, stream.boundary, stream.histogram) == (jpeg, boundary, histogram)
+    assert (stream.jpeg, stream.boundary, stream.histogram, stream.resampling) == (jpeg, boundary, histogram, resampling)
     assert stream.stem[0][0].in_channels == (FORENSIC_CHANNELS + JPEG_CHANNELS * jpeg + BOUNDARY_CHANNELS * boundary
-                                             + HISTOGRAM_CHANNELS * histogram + residual)
+                                             + HISTOGRAM_CHANNELS * histogram + RESAMPLING_CHANNELS * resampling
+                                             + residual)
     inputs = processor.verdict_inputs(images)
     out = model(**inputs)
     out.logits[:, -1].logsumexp(-1).sum().backward()
@@ -390,6 +425,7 @@ def test_tiny_model_with_the_stream_trains_saves_and_reloads(images, tmp_path, r
     assert loaded.config.forensic_width == 8 and loaded.config.forensic_residual == residual
     assert loaded.config.forensic_jpeg == jpeg and loaded.config.forensic_boundary == boundary
     assert loaded.config.forensic_histogram == histogram and loaded.model.fusion.forensic.histogram == histogram
+    assert loaded.config.forensic_resampling == resampling and loaded.model.fusion.forensic.resampling == resampling
     reloaded = loaded.state_dict()
     assert all(torch.equal(value, reloaded[name]) for name, value in model.state_dict().items())
     with torch.no_grad():  # same weights; oneDNN may pick another kernel for differently aligned copies (~1e-7)
@@ -531,6 +567,8 @@ def test_map_cache_returns_what_a_fresh_computation_gives_and_keeps_the_most_rec
     assert cache.misses == 6
     assert cache.maps(images[:1], histogram=True).shape[1] == FORENSIC_CHANNELS + HISTOGRAM_CHANNELS
     assert cache.misses == 7
+    assert cache.maps(images[:1], resampling=True).shape[1] == FORENSIC_CHANNELS + RESAMPLING_CHANNELS
+    assert cache.misses == 8
     with pytest.raises(ValueError, match="capacity=0"):
         MapCache(0)
 
