@@ -451,7 +451,7 @@ def resampling_maps(pixel_values: torch.Tensor) -> torch.Tensor:
     phase. For every 32 x 32 window (every 16 pixels) of the luma (the mean of R, G and B: it keeps the
     linear structure and averages the rounding), 124 factors from 1.25 to 2.6 and 16 phases each are
     tested on its columns: the energy left outside each subspace, and for each factor the best phase's
-    against the median phase's (a floor of 1/8 grey level^2 a pixel added to both). A photograph's
+    against the median phase's (a floor of 1/8 grey level^2 a column added to both). A photograph's
     window fits no phase much better than the others; an enlarged one fits one phase to the rounding.
     The factor's score is minus the log of that ratio, less the log of how many times the best residual
     exceeds 4 times the rounding's (a window that fits one phase far better than the others but far
