@@ -114,6 +114,16 @@ def _hash_weights(device: torch.device) -> torch.Tensor:
     return (weights | 1).to(device)
 
 
+def _largest_covering(scores: torch.Tensor, window: tuple[int, int], stride: int, rows: int, cols: int) -> torch.Tensor:
+    """Window scores ``(B, C, h, w)`` (at least 0; windows ``window`` cells tall and wide, every ``stride``
+    cells: pixels or blocks) onto the ``rows`` x ``cols`` grid of cells: each cell the largest score of the
+    windows over it; a cell past the last window repeats the cell before it."""
+    spread = scores.repeat_interleave(stride, 2).repeat_interleave(stride, 3) if stride > 1 else scores
+    reach = (window[0] - stride, window[1] - stride)
+    covered = F.max_pool2d(F.pad(spread, (reach[1], reach[1], reach[0], reach[0])), (reach[0] + 1, reach[1] + 1), 1)
+    return F.pad(covered, (0, cols - covered.shape[3], 0, rows - covered.shape[2]), mode="replicate")
+
+
 def duplicate_maps(pixels: torch.Tensor) -> torch.Tensor:
     """Share of each 8 x 8 block covered by a window that repeats, pixel for pixel, elsewhere.
 
@@ -147,8 +157,8 @@ def duplicate_maps(pixels: torch.Tensor) -> torch.Tensor:
     for threshold in _DUP_STD:
         windows = (repeated & (std > threshold)).float()
         # A pixel is covered when any window starting up to 7 px above / left of it repeats.
-        covered = F.max_pool2d(F.pad(windows, (BLOCK - 1, BLOCK - 1, BLOCK - 1, BLOCK - 1)), BLOCK, 1)
-        maps.append(F.avg_pool2d(covered[..., :height, :width], BLOCK))
+        covered = _largest_covering(windows, (BLOCK, BLOCK), 1, height, width)
+        maps.append(F.avg_pool2d(covered, BLOCK))
     return torch.cat(maps, 1)
 
 
@@ -388,9 +398,7 @@ def histogram_maps(pixel_values: torch.Tensor, window: int = 8) -> torch.Tensor:
     score = (z2 * tested).sum(1, keepdim=True) / used.clamp_min(1)
     score = torch.where((used >= 10) & (std >= _HISTOGRAM_MIN_STD), score, torch.zeros_like(score))
     score = score.view(batch, channels, *score.shape[-2:]).mean(1, keepdim=True).log1p()
-    # each block: the largest score of the windows that cover it
-    padded = F.pad(score, (side[1] - 1, side[1] - 1, side[0] - 1, side[0] - 1))
-    per_block = F.max_pool2d(padded, side, 1)
+    per_block = _largest_covering(score, side, 1, rows, cols)
     return torch.cat([per_block, _relative(per_block)], 1)
 
 
@@ -483,11 +491,7 @@ def resampling_maps(pixel_values: torch.Tensor) -> torch.Tensor:
     along_columns = _interpolation_fit(luma, side, stride).amax(-1)
     along_rows = _interpolation_fit(luma.transpose(1, 2), side, stride).amax(-1).transpose(1, 2)
     score = torch.minimum(along_columns, along_rows)[:, None]  # (B, 1, h, w), window i at pixel 16 i
-    # each block: the largest score of the windows over it (window i covers blocks 2 i .. 2 i + 3); a last
-    # block row / column past the last window (a side of 16 k + 8 pixels) repeats the one before it
-    per_block = score.repeat_interleave(2, 2).repeat_interleave(2, 3)
-    per_block = F.max_pool2d(F.pad(per_block, (2, 2, 2, 2), value=torch.finfo(per_block.dtype).min), 3, 1)
-    per_block = F.pad(per_block, (0, cols - per_block.shape[3], 0, rows - per_block.shape[2]), mode="replicate")
+    per_block = _largest_covering(score, (side // BLOCK, side // BLOCK), stride // BLOCK, rows, cols)
     return torch.cat([per_block, _relative(per_block)], 1)
 
 
