@@ -4,7 +4,7 @@ Builds the nano model shape (recipes/configs/nano_sft.yaml's tiny_overrides, ran
 without and with ``forensic_width`` (``--width``), and times ``get_image_features`` on random 256 px images in
 the same run (the recipe's stream settings, JPEG and boundary maps included when it has them); then the
 forensic maps alone, the duplicate hash alone, the JPEG quantization, boundary, histogram and resampling maps
-alone, and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``); last the conv net
+alone, the unsharp-mask trace (``sharpening_evidence_weight``'s input) against the image features, and all maps computed against all maps read from a ``MapCache`` (``forensic_map_cache``); last the conv net
 alone on maps already computed, one stream against an ensemble of ``--members`` (``forensic_members``), forward
 and forward + backward. Prints ms per image and the ratios. Figures only; nothing is asserted.
 
@@ -26,6 +26,7 @@ import yaml
 from forenx.modeling import tiny_model
 from forenx.modeling.forensic import (ForensicEncoder, MapCache, boundary_maps, duplicate_maps, forensic_maps,
                                       histogram_maps, jpeg_grid_maps, resampling_maps, stream_maps)
+from forenx.modeling.sharpening import sharpening_score
 
 NANO = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "nano_sft.yaml"
 
@@ -79,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"  forensic maps alone: {1000 * maps:.2f} ms/image, of which the duplicate hash {1000 * dup:.2f} ms; "
           f"JPEG quantization maps {1000 * jpeg:.2f} ms/image; boundary maps {1000 * boundary:.2f} ms/image; "
           f"histogram maps {1000 * histogram:.2f} ms/image; resampling maps {1000 * resampling:.2f} ms/image")
+    trace = median_seconds(lambda: sharpening_score(pixels), args.repeats) / args.batch
+    print(f"  unsharp-mask trace (sharpening_score): {1000 * trace:.2f} ms/image, {trace / with_stream:.2f}x the image "
+          "features with the stream")
     # forensic_map_cache: every map of an image seen before comes from the cache (a hash of its pixels).
     cache = MapCache(capacity=args.batch)
     options = {"jpeg": True, "boundary": True, "histogram": True, "resampling": True}

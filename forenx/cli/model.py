@@ -77,9 +77,13 @@ def calibrate(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
     limit: int | None = typer.Option(None, min=2, help="Use only the first N records of the split."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Fit and print, but do not write config.json."),
+    sharpening: bool = typer.Option(False, "--sharpening", help="Also fit the weight of the image's unsharp-mask "
+                                    "trace (an untrained test) in the verdict (sharpening_evidence_weight; 0 where "
+                                    "it does not help on the split)."),
 ) -> None:
     """Fit P(fake)'s temperature and bias on a held-out split and write them into the model's config
     (mapper_temperature, mapper_bias): the verdict threshold moves too, in explain and eval alike.
+    With --sharpening, also the weight of the unsharp-mask trace added to the verdict.
 
         forenx model calibrate runs/sft --data-file data/records.jsonl --split val
     """
@@ -93,7 +97,7 @@ def calibrate(
     console = Console()
     try:
         result = fit(model, data_file, split or None, data_root=data_root, batch_size=batch_size, limit=limit,
-                     write=not dry_run)
+                     write=not dry_run, sharpening=sharpening)
     except (CalibrationError, FileNotFoundError) as error:
         fail(error)
     for failure in result["failed"]:
@@ -107,4 +111,5 @@ def calibrate(
                                                                    "fake_accuracy")))
     console.print(table)
     action = "not written (--dry-run)" if dry_run else f"written to {model}/config.json"
-    console.print(f"mapper_temperature {result['temperature']:.4f}, mapper_bias {result['bias']:+.4f}: {action}")
+    console.print(f"mapper_temperature {result['temperature']:.4f}, mapper_bias {result['bias']:+.4f}, "
+                  f"sharpening_evidence_weight {result['sharpening_evidence_weight']:.4f}: {action}")

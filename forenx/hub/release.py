@@ -100,6 +100,12 @@ def _collect(value: Any, keys: set[str] | tuple[str, ...]) -> list[str]:
     return found
 
 
+def _trace_term(config) -> str:
+    """The card's words for the weighted unsharp-mask trace in P(fake) ("" when its weight is 0)."""
+    weight = getattr(config, "sharpening_evidence_weight", 0.0)
+    return f" + {weight:.3f} x unsharp-mask trace" if weight else ""
+
+
 def _architecture(config) -> str:
     from forenx.modeling.forensic import FORENSIC_CHANNELS
 
@@ -132,9 +138,13 @@ def _architecture(config) -> str:
                   if getattr(config, "forensic_verdict", False) else "") + "\n"
                if getattr(config, "forensic_width", None) else "")
             + (f"- Probability mapper: P(fake) = sigmoid((logit difference {'-' if config.mapper_bias < 0 else '+'} "
-               f"{abs(config.mapper_bias):.3f}) / {config.mapper_temperature:.3f}), temperature and bias from "
-               "post-hoc calibration (forenx model calibrate)\n"
-               if getattr(config, "mapper_bias", 0.0) or config.mapper_temperature != 1.0 else "")
+               f"{abs(config.mapper_bias):.3f}{_trace_term(config)}) / {config.mapper_temperature:.3f}), "
+               f"temperature{', bias and weight' if _trace_term(config) else ' and bias'} from "
+               f"post-hoc calibration (forenx model calibrate{' --sharpening' if _trace_term(config) else ''})"
+               + ("; the unsharp-mask trace is an untrained test of whether a 32 x 32 window is an unsharp mask of "
+                  "8-bit pixels (forenx.modeling.sharpening)" if _trace_term(config) else "") + "\n"
+               if getattr(config, "mapper_bias", 0.0) or config.mapper_temperature != 1.0 or _trace_term(config)
+               else "")
             + f"- Projector: {config.projector_hidden_act} MLP into the language model width {text.hidden_size}\n"
             f"- Language model: {text.model_type}, {text.num_hidden_layers} layers\n"
             f"- Image: {config.image_size} px, {grid}x{grid} = {config.num_image_tokens} image tokens")

@@ -16,6 +16,7 @@ from forenx.metrics.detection import (
     detection_metrics,
     expected_calibration_error,
     fit_platt,
+    fit_platt_evidence,
     fit_temperature,
 )
 from forenx.metrics.io import ExplanationSet, MetricsInputError, check_image_sets, load_explanations
@@ -46,6 +47,7 @@ __all__ = [
     "detection_metrics",
     "expected_calibration_error",
     "fit_platt",
+    "fit_platt_evidence",
     "fit_temperature",
     "greedy_match",
     "image_semantic_scores",

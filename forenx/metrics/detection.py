@@ -28,6 +28,7 @@ __all__ = [
     "expected_calibration_error",
     "fake_scores",
     "fit_platt",
+    "fit_platt_evidence",
     "fit_temperature",
     "logistic_nll",
 ]
@@ -141,17 +142,50 @@ def fit_platt(values: Sequence[Any], labels: Sequence[Any]) -> tuple[float, floa
     >>> round(t, 2) > 0, b < -2
     (True, True)
     """
-    from scipy.optimize import minimize
+    temperature, bias, _ = _fit_logistic(*_logits_and_targets(values, labels), None)
+    return temperature, bias
 
+
+def fit_platt_evidence(values: Sequence[Any], labels: Sequence[Any], evidence: Sequence[float]
+                       ) -> tuple[float, float, float]:
+    """:func:`fit_platt` with one more input: T, b and a weight w >= 0 minimising the NLL of
+    sigmoid((logit_fake + b + w * evidence) / T), ``evidence`` one score per example (an untrained
+    detector's, larger = more likely edited). w is 0 where the evidence does not help on the split.
+    ``values`` as for :func:`fit_platt`: (real, fake) logit pairs, or P(fake) when one-dimensional.
+
+    >>> pairs, labels = [[0.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0]], ["real", "fake", "real", "fake"]
+    >>> t, b, w = fit_platt_evidence(pairs, labels, [0.0, 1.0, 0.0, 1.0])
+    >>> w > 5
+    True
+    """
     z, y = _logits_and_targets(values, labels)
+    extra = np.asarray(evidence, dtype=np.float64)
+    if extra.shape != z.shape or not np.isfinite(extra).all():
+        raise ValueError(f"fit_platt_evidence: need one finite evidence score per example ({len(z)}), "
+                         f"got shape {extra.shape}")
+    return _fit_logistic(z, y, extra)
+
+
+def _fit_logistic(z: np.ndarray, y: np.ndarray, evidence: np.ndarray | None) -> tuple[float, float, float]:
+    """(T, b, w) of sigmoid((z + b + w * evidence) / T) by maximum likelihood (w = 0 without evidence)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
     if y.all() or not y.any():
         raise ValueError("fit_platt needs both real and fake examples: with one class the bias runs off to infinity")
+    extra = np.zeros_like(z) if evidence is None else evidence
 
-    def nll(params: np.ndarray) -> float:
-        return logistic_nll((z + params[1]) * math.exp(-params[0]), y)
+    def nll(params: np.ndarray) -> tuple[float, np.ndarray]:
+        scale = math.exp(-params[0])
+        logits = (z + params[1] + params[2] * extra) * scale
+        residual = expit(logits) - y  # d NLL / d logit, per example
+        gradient = np.array([-np.mean(residual * logits), scale * np.mean(residual),
+                             scale * np.mean(residual * extra)])
+        return logistic_nll(logits, y), gradient
 
-    best = minimize(nll, np.zeros(2), method="L-BFGS-B", bounds=[(math.log(1e-2), math.log(1e2)), (-50.0, 50.0)])
-    return float(math.exp(best.x[0])), float(best.x[1])
+    bounds = [(math.log(1e-2), math.log(1e2)), (-50.0, 50.0), (0.0, 0.0 if evidence is None else 100.0)]
+    best = minimize(nll, np.zeros(3), jac=True, method="L-BFGS-B", bounds=bounds)
+    return float(math.exp(best.x[0])), float(best.x[1]), float(best.x[2])
 
 
 def apply_temperature(values: Sequence[Any], temperature: float) -> np.ndarray:

@@ -65,6 +65,9 @@ class ForenXConfig(LlavaConfig):
     ``mapper_bias``, added to the verdict slot's fake-minus-real logit difference (before the
     temperature) like the forensic logit. Temperature and bias are what post-hoc calibration
     (:func:`forenx.evaluation.calibration.calibrate`, ``forenx model calibrate``) fits on a held-out split.
+    ``sharpening_evidence_weight`` (at least 0; 0 = off): the model adds this times the image's
+    unsharp-mask trace (:func:`forenx.modeling.sharpening.sharpening_score`, untrained) to that
+    difference too; ``forenx model calibrate --sharpening`` fits it with the temperature and bias.
 
     >>> config = ForenXConfig(image_size=56, clip_config={"hidden_size": 32, "patch_size": 14,
     ...     "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
@@ -112,6 +115,7 @@ class ForenXConfig(LlavaConfig):
     mapper_temperature: float = 1.0
     mapper_loss_weight: float = 1.0
     mapper_bias: float = 0.0
+    sharpening_evidence_weight: float = 0.0
     freeze_vision: bool = True
 
     def __post_init__(self, **kwargs: Any):
@@ -149,6 +153,9 @@ class ForenXConfig(LlavaConfig):
         if self.forensic_verdict and not self.forensic_width:
             raise ValueError("ForenXConfig: forensic_verdict=True adds the forensic stream's logit to the verdict "
                              "slot, but the stream is off; set forensic_width (e.g. 64) or forensic_verdict=False.")
+        if not self.sharpening_evidence_weight >= 0:  # also refuses NaN
+            raise ValueError(f"ForenXConfig: sharpening_evidence_weight={self.sharpening_evidence_weight} must be at "
+                             "least 0: an unsharp-mask trace is evidence of an edit, never of a real image.")
         if self.forensic_names is not None and not self.forensic_width:
             raise ValueError("ForenXConfig: forensic_names adds an anomaly-name head to the forensic stream, but "
                              "the stream is off; set forensic_width (e.g. 64) or forensic_names=None.")

@@ -30,6 +30,7 @@ from forenx.modeling.forensic import ForensicEncoder, each_member
 from forenx.modeling.fusion import ForgeryAwareFusion
 from forenx.modeling.heads import add_verdict_evidence, forensic_loss, mapper_loss, prefix_ends, prob_fake
 from forenx.modeling.names import NameEvidenceProcessor, NameTrie
+from forenx.modeling.sharpening import sharpening_score
 from forenx.modeling.vision import clip_patch_features, dino_patch_features, normalize
 
 __all__ = ["ForenXCausalLMOutputWithPast", "ForenXForConditionalGeneration", "ForenXModel", "ForenXPreTrainedModel"]
@@ -159,6 +160,9 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         result.forensic_member_logits = members
         member_groups = self._take(ForensicEncoder, "member_group_logits")
         evidence = forensic_logit if self.config.forensic_verdict else None
+        if self.config.sharpening_evidence_weight and pixel_values is not None:
+            trace = self.config.sharpening_evidence_weight * sharpening_score(pixel_values)
+            evidence = trace if evidence is None else evidence + trace.to(evidence.device)
         if self.config.mapper_bias:
             evidence = self.config.mapper_bias if evidence is None else evidence + self.config.mapper_bias
         if (labels is not None or evidence is not None) and (self.config.verdict_token_ids is None
@@ -215,7 +219,8 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
 
     def _add_verdict_evidence(self, logits: torch.Tensor, input_ids: torch.Tensor, logits_to_keep,
                               evidence: torch.Tensor | float) -> None:
-        """Add ``evidence`` (the forensic logit with ``forensic_verdict``, ``(B,)``, plus ``mapper_bias``)
+        """Add ``evidence`` (the forensic logit with ``forensic_verdict``, ``(B,)``, plus the weighted
+        unsharp-mask trace with ``sharpening_evidence_weight``, plus ``mapper_bias``)
         to the verdict words' logit difference wherever the input so far ends with the answer prefix
         (the verdict slot in training, the first generated step at inference, every position TRL
         scores), so the written verdict, P(fake) and every loss see the same evidence."""

@@ -81,3 +81,57 @@ def test_cli_calibrate_prints_the_fit_and_dry_run_writes_nothing(model_dir, synt
     bad = CliRunner().invoke(app, ["model", "calibrate", str(model_dir), "--data-file", str(synth_records),
                                    "--split", "nosuchsplit"])
     assert bad.exit_code == 2 and "calibration needs both real and fake" in " ".join(bad.output.split())
+
+
+@pytest.fixture(scope="module")
+def sharpened_records(tmp_path_factory):
+    """8 crops of a shipped photograph at the tiny model's 56 px (no resize): 4 as they are (real), 4
+    through an unsharp mask (fake)."""
+    from PIL import Image
+    from scipy import ndimage
+
+    from forenx.data.synth.photos import default_photos, load_photos
+
+    arrays, _ = load_photos([p for p in default_photos() if p.name == "chelsea"], 256)
+    photo = arrays["chelsea"].astype(np.float64)
+    out = tmp_path_factory.mktemp("sharpened")
+    lines = []
+    for i in range(8):
+        crop = photo[40 * i:40 * i + 56, 100:156]
+        if i % 2:
+            crop = np.clip(np.rint(crop + 1.5 * (crop - ndimage.gaussian_filter(crop, (1.5, 1.5, 0)))), 0, 255)
+        Image.fromarray(crop.astype(np.uint8)).save(out / f"{i}.png")
+        lines.append(json.dumps({"id": f"s{i}", "image": f"{i}.png", "label": "fake" if i % 2 else "real",
+                                 "split": "val"}))
+    (out / "records.jsonl").write_text("\n".join(lines) + "\n")
+    return out / "records.jsonl"
+
+
+def test_calibrate_sharpening_fits_the_traces_weight_that_the_model_then_applies(model_dir, sharpened_records):
+    """The trace separates sharpened crops from plain ones where the untrained tiny model cannot: the fit
+    gives it a weight, the model adds weight * trace at the verdict slot, and a refit without
+    --sharpening keeps the weight and finds the same temperature and bias."""
+    from forenx.modeling.sharpening import sharpening_score
+
+    result = calibrate(model_dir, sharpened_records, "val", sharpening=True)
+    config = json.loads((model_dir / "config.json").read_text())
+    weight = result["sharpening_evidence_weight"]
+    assert weight > 1 and config["sharpening_evidence_weight"] == weight
+    assert result["after"]["accuracy"] == 1.0 and result["after"]["nll"] < result["before"]["nll"]
+
+    _, images = _images(sharpened_records)
+    model, processor = load_checkpoint(model_dir, device="cpu")
+    inputs = processor.verdict_inputs(images)
+    z = verdict_logit_differences(model, processor, images)  # without the bias and the weighted trace
+    trace = sharpening_score(inputs["pixel_values"]).numpy()
+    expected = 1 / (1 + np.exp(-(z + result["bias"] + weight * trace) / result["temperature"]))
+    np.testing.assert_allclose(model.predict_proba(**inputs).numpy(), expected, atol=1e-5)
+    again = calibrate(model_dir, sharpened_records, "val", write=False)
+    assert again["sharpening_evidence_weight"] == weight
+    assert again["temperature"] == pytest.approx(result["temperature"], rel=1e-3)
+    assert again["bias"] == pytest.approx(result["bias"], abs=1e-3)
+
+    shown = CliRunner().invoke(app, ["model", "calibrate", str(model_dir), "--data-file", str(sharpened_records),
+                                     "--sharpening", "--dry-run"])
+    assert shown.exit_code == 0, shown.output
+    assert "sharpening_evidence_weight" in shown.output and "not written" in shown.output

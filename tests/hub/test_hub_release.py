@@ -243,3 +243,21 @@ def test_card_describes_the_forensic_streams_inputs():
     assert "resampling maps" not in full
     maps = _architecture(tiny_model(seed=0, forensic_width=8, forensic_histogram=True, forensic_resampling=True)[0].config)
     assert "2 histogram-comb maps" in maps and "2 resampling maps (how much better 32 x 32 windows fit" in maps
+
+
+def test_card_writes_the_probability_mapper_with_the_unsharp_mask_trace():
+    """The mapper line names the weighted trace and `--sharpening` only when the calibration fitted a weight."""
+    from forenx.hub.release import _architecture
+    from forenx.modeling import tiny_model
+
+    config = tiny_model(seed=0)[0].config
+    assert "Probability mapper" not in _architecture(config)
+    config.mapper_temperature, config.mapper_bias = 1.9, -5.2
+    calibrated = _architecture(config)
+    assert "sigmoid((logit difference - 5.200) / 1.900), temperature and bias from post-hoc calibration" in calibrated
+    assert "unsharp" not in calibrated
+    config.sharpening_evidence_weight = 8.1
+    traced = _architecture(config)
+    assert "sigmoid((logit difference - 5.200 + 8.100 x unsharp-mask trace) / 1.900)" in traced
+    assert "temperature, bias and weight from post-hoc calibration (forenx model calibrate --sharpening)" in traced
+    assert "forenx.modeling.sharpening" in traced

@@ -11,6 +11,7 @@ from forenx.metrics.detection import (
     expected_calibration_error,
     fake_scores,
     fit_platt,
+    fit_platt_evidence,
     fit_temperature,
 )
 
@@ -107,3 +108,18 @@ def test_fit_platt_recovers_a_known_temperature_and_bias():
     assert abs(b + 1.5) < 0.2 * max(1.0, t)
     with pytest.raises(ValueError, match="both real and fake"):
         fit_platt([0.2, 0.7], ["real", "real"])
+
+
+def test_fit_platt_evidence_recovers_a_known_weight_and_never_a_negative_one():
+    """Labels drawn from sigmoid((z + b + w e) / T): the fit finds T, b and w; evidence that points the
+    wrong way gets weight 0 (and then the fit is fit_platt's); bad evidence is named."""
+    rng = np.random.default_rng(1)
+    z, e = rng.normal(0.0, 3.0, 20000), rng.exponential(1.0, 20000)
+    labels = ["fake" if u else "real" for u in rng.random(z.size) < 1 / (1 + np.exp(-(z - 1.0 + 4.0 * e) / 2.0))]
+    pairs = np.stack([np.zeros_like(z), z], 1)  # (real, fake) logits
+    t, b, w = fit_platt_evidence(pairs, labels, e)
+    assert t == pytest.approx(2.0, rel=0.05) and b == pytest.approx(-1.0, abs=0.15) and w == pytest.approx(4.0, rel=0.05)
+    t, b, w = fit_platt_evidence(pairs, labels, -e)
+    assert w == 0.0 and (t, b) == pytest.approx(fit_platt(pairs, labels), rel=1e-3)
+    with pytest.raises(ValueError, match="one finite evidence score per example"):
+        fit_platt_evidence(pairs[:4], labels[:4], [0.0, 1.0, np.nan, 2.0])

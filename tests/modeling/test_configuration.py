@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from transformers import AutoConfig, CLIPVisionConfig, Dinov2Config
 
@@ -41,3 +43,9 @@ def test_misaligned_grids_are_rejected():
 def test_fusion_dim_must_split_into_heads():
     with pytest.raises(ValueError, match="fusion_heads"):
         ForenXConfig(image_size=56, fusion_dim=30, fusion_heads=4, **TOWERS)
+
+
+@pytest.mark.parametrize("weight", [-0.5, math.nan])
+def test_a_negative_sharpening_evidence_weight_is_refused(weight):
+    with pytest.raises(ValueError, match="sharpening_evidence_weight"):
+        ForenXConfig(image_size=56, sharpening_evidence_weight=weight, **TOWERS)

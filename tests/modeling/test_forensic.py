@@ -35,6 +35,7 @@ from forenx.modeling.forensic import (
     window_dct,
 )
 from forenx.modeling.heads import prefix_ends
+from tests.modeling.regions import inside_and_far
 
 NOISE, CHROMA_NOISE, COLUMN_PHASE = 2, 6, slice(11, 19)  # channel indices (see the module docstring)
 
@@ -110,21 +111,10 @@ def test_forward_maps_is_forward_from_precomputed_maps():
     assert torch.equal(tokens, tokens2) and torch.equal(logit, logit2) and torch.equal(groups, encoder.group_logits)
 
 
-@pytest.fixture(scope="module")
-def big_photo() -> np.ndarray:
-    """A 256 px crop of a shipped photograph (room for a region of several blocks)."""
-    arrays, _ = load_photos([p for p in default_photos() if p.name == "chelsea"], 256)
-    return np.ascontiguousarray(arrays["chelsea"][:256, :256])
-
-
 def _inside_outside(maps: torch.Tensor, box: list[int]) -> tuple[float, float]:
     """Mean of a (H/8, W/8) map on the blocks well inside ``box`` (x0, y0, x1, y1 in pixels) and far outside it."""
-    x0, y0, x1, y1 = (v // 8 for v in box)
-    inside = torch.zeros_like(maps, dtype=torch.bool)
-    inside[y0 + 2:y1 - 2, x0 + 2:x1 - 2] = True
-    near = torch.zeros_like(inside)
-    near[max(0, y0 - 4):y1 + 4, max(0, x0 - 4):x1 + 4] = True
-    return float(maps[inside].mean()), float(maps[~near].mean())
+    inside, far = inside_and_far(maps, box)
+    return float(maps[inside].mean()), float(maps[far].mean())
 
 
 @pytest.mark.parametrize(("seed", "drop"), [(0, 1.5), (3, 0.6)])  # second quality 51 and 82
