@@ -100,6 +100,10 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
         if config.freeze_vision:
             self.vision_tower.requires_grad_(False)
             self.dino_tower.requires_grad_(False)
+        #: The images' unsharp-mask trace ``(B,)`` the last get_image_features computed (with
+        #: ``sharpening_evidence_weight``), kept like the forensic logit until the next forward takes it:
+        #: generation that encodes the images apart (``mm_encoder_outputs``) still gets it.
+        self.sharpening_trace: torch.Tensor | None = None
         self.post_init()
 
     def get_image_features(self, pixel_values: torch.Tensor, vision_feature_layer: int | None = None,
@@ -118,6 +122,7 @@ class ForenXModel(ForenXPreTrainedModel, LlavaModel):
             self.vision_tower, normalize(pixel_values, config.clip_image_mean, config.clip_image_std), layer)
         dino_tokens, dino_attention = dino_patch_features(
             self.dino_tower, normalize(pixel_values, config.dino_image_mean, config.dino_image_std).to(self.dino_tower.dtype))
+        self.sharpening_trace = sharpening_score(raw_pixels) if config.sharpening_evidence_weight else None
         fusion_dtype = self.fusion.q_proj.weight.dtype
         fused, fusion_attention = self.fusion(
             clip_tokens.to(fusion_dtype), dino_tokens.to(fusion_dtype),
@@ -160,8 +165,10 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         result.forensic_member_logits = members
         member_groups = self._take(ForensicEncoder, "member_group_logits")
         evidence = forensic_logit if self.config.forensic_verdict else None
-        if self.config.sharpening_evidence_weight and pixel_values is not None:
-            trace = self.config.sharpening_evidence_weight * sharpening_score(pixel_values)
+        trace = self.model.sharpening_trace  # taken on every call, like the forensic logit
+        self.model.sharpening_trace = None
+        if trace is not None and self.config.sharpening_evidence_weight:
+            trace = self.config.sharpening_evidence_weight * trace
             evidence = trace if evidence is None else evidence + trace.to(evidence.device)
         if self.config.mapper_bias:
             evidence = self.config.mapper_bias if evidence is None else evidence + self.config.mapper_bias

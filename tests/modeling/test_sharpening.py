@@ -11,6 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from forenx.data.synth.manipulations import jpeg_roundtrip, manipulation
+from forenx.inference.generation import generate_answers
 from forenx.modeling import tiny_model
 from forenx.modeling.sharpening import (
     SHARPENING_AMOUNTS,
@@ -88,5 +89,13 @@ def test_the_model_adds_the_weighted_trace_to_the_verdict(big_photo):
     p = model.predict_proba(**inputs)
     logit = lambda q: torch.log(q / (1 - q))  # noqa: E731
     torch.testing.assert_close(logit(p), (logit(base) + 3.0 * trace) / 2.0, atol=1e-4, rtol=1e-4)
+    # Generation that encodes the images apart (the explainer's and run_eval's path) gets the same trace.
+    features = model.model.get_image_features(inputs["pixel_values"])
+    answers = generate_answers(model, inputs["input_ids"], inputs["attention_mask"], image_outputs=features,
+                               max_new_tokens=1)
+    torch.testing.assert_close(model.prob_fake_from_logits(answers.first_logits), p, atol=1e-5, rtol=1e-5)
+    _, generated = model.generate_with_proba(**inputs, max_new_tokens=1, do_sample=False)
+    torch.testing.assert_close(generated, p, atol=1e-5, rtol=1e-5)
+    assert model.model.sharpening_trace is None  # taken: never left for a later batch
     model.config.sharpening_evidence_weight, model.config.mapper_temperature = 0.0, 1.0
     torch.testing.assert_close(model.predict_proba(**inputs), base)
