@@ -45,13 +45,15 @@ def test_model_card_states_scope_and_results():
 
 
 def test_card_says_how_the_verdict_is_made():
-    """The stream's logit joins the verdict slot and the calibration fitted on val is in the config
-    and on the card."""
+    """The stream's logit joins the verdict slot and the calibration fitted on val (temperature, bias and
+    the unsharp-mask trace's weight) is in the config and on the card."""
     config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert config["forensic_width"] and config["forensic_verdict"] is True
     assert config["mapper_temperature"] != 1.0 and config["mapper_bias"] != 0.0
+    assert config["sharpening_evidence_weight"] > 0  # the val fit gave the unsharp-mask trace a weight
     card = (DEFAULT_MODEL_DIR / "README.md").read_text(encoding="utf-8")
-    assert "(forensic_verdict)" in card and "post-hoc calibration" in card and "--split val" in card
+    assert "(forensic_verdict)" in card and "post-hoc calibration" in card and "--split val --sharpening" in card
+    assert "x unsharp-mask trace) /" in card and "unsharp-mask trace weight" in card
 
 
 def test_examples_are_the_documented_files():
@@ -191,6 +193,10 @@ def test_card_lists_the_pipelines_steps_in_order(tmp_path, monkeypatch):
     assert "with the forensic stream and the vision towers frozen as the SFT's val AUC chose them" in steps[2]
     released_text = [line for line in nano.card_section("TABLE", {}, nano.TEXT_DIR).splitlines() if "grpo" in line]
     assert released_text == []
+    assert "--split val --sharpening`: P(fake)'s temperature, bias, and the weight of the untrained" in steps[4]
+    monkeypatch.setattr(nano, "CALIBRATE_SHARPENING", False)
+    plain = [line for line in nano.card_section("TABLE", {}, nano.GRPO_DIR).splitlines() if "calibrate" in line]
+    assert "--split val`: P(fake)'s temperature and bias fitted on the val photos" in plain[0]
 
 
 def test_card_names_the_streams_optional_inputs():

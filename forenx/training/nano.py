@@ -526,9 +526,9 @@ def card_section(table: str, metrics: Mapping[str, Any] | None = None, model: Pa
         *([_grpo_step()] if model == GRPO_DIR else []),
         (f"`forenx model calibrate runs/nano/{model.name} --data-file "
          "runs/nano/forgerysynth/records.jsonl --split val" + (" --sharpening" if CALIBRATE_SHARPENING else "")
-         + "`: P(fake)'s temperature and bias"
-         + (" and the weight of the untrained unsharp-mask trace (a test of whether a region is an unsharp mask of "
-            "8-bit pixels) added to the verdict" if CALIBRATE_SHARPENING else "")
+         + "`: P(fake)'s temperature"
+         + (", bias, and the weight of the untrained unsharp-mask trace (a test of whether a region is an unsharp "
+            "mask of 8-bit pixels) in the verdict," if CALIBRATE_SHARPENING else " and bias")
          + f" fitted on the val photos (astronaut, coffee){calibration};"),
         ("evaluation on the test split: P(fake) of every image, and "
          f"`eval/run_eval.py` on its first {TEXT_LIMIT} records (greedy answers, SemAP / SemF1 with the offline "
