@@ -107,9 +107,9 @@ def sharpening_maps(pixel_values: torch.Tensor) -> torch.Tensor:
 
 def sharpening_score(pixel_values: torch.Tensor) -> torch.Tensor:
     """The image's unsharp-mask trace, ``(B,)``: the largest window score of :func:`sharpening_maps`
-    (0 for images smaller than a window; any size, not only multiples of 8). On the nano data it separates ForgerySynth's sharpened
-    images from the reals at AUC 0.91 (val photographs) and 0.97 (test photographs), untrained;
-    0.1 s an image of 256 px on 2 cores."""
+    (0 for images smaller than a window; any size, not only multiples of 8). On the nano data it
+    separates ForgerySynth's sharpened images from the reals at AUC 0.91 (val photographs) and 0.97
+    (test photographs), untrained; 80 - 90 ms an image of 256 px on 2 cores."""
     if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
         raise ValueError(f"sharpening_score: need (B, 3, H, W), got {tuple(pixel_values.shape)}")
     if pixel_values.shape[-2] < _WINDOW or pixel_values.shape[-1] < _WINDOW:
