@@ -43,8 +43,9 @@ def verdict_logit_differences(model, processor, images: list, batch_size: int = 
 
 def _verdict_inputs(model, processor, images: list, batch_size: int, traces: bool
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(logit differences as :func:`verdict_logit_differences`, each image's unsharp-mask trace; the
-    traces are 0 unless ``traces`` is set, and then always computed)."""
+    """(logit differences as :func:`verdict_logit_differences`, each image's unsharp-mask trace). The
+    trace is the one the model's forward pass computed (with a weight), else computed here with
+    ``traces``, else 0."""
     import torch
 
     from forenx.modeling.sharpening import sharpening_score
@@ -55,13 +56,17 @@ def _verdict_inputs(model, processor, images: list, batch_size: int, traces: boo
     scores: list[float] = []
     for start in range(0, len(images), batch_size):
         inputs = processor.verdict_inputs(images[start:start + batch_size])
-        trace = (sharpening_score(inputs["pixel_values"]) if traces or weight
-                 else torch.zeros(len(inputs["pixel_values"])))
+        pixels = inputs["pixel_values"]
         inputs = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in inputs.items()}
         with torch.no_grad():
-            logits = model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1, ids].float()
-        out.extend((logits[:, 1] - logits[:, 0] - model.config.mapper_bias - weight * trace.to(logits.device)).tolist())
-        scores.extend(trace.tolist() if traces else [0.0] * len(trace))
+            output = model(**inputs, logits_to_keep=1, use_cache=False)
+        logits = output.logits[:, -1, ids].float()
+        trace = output.sharpening_trace
+        if trace is None:
+            trace = sharpening_score(pixels) if traces else torch.zeros(len(pixels))
+        trace = trace.to(logits.device)
+        out.extend((logits[:, 1] - logits[:, 0] - model.config.mapper_bias - weight * trace).tolist())
+        scores.extend(trace.tolist())
     return np.asarray(out, dtype=np.float64), np.asarray(scores, dtype=np.float64)
 
 

@@ -49,7 +49,9 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     (their mean is ``forensic_logit``; ``forensic_loss`` and ``name_loss`` are the means of the members' own).
     With ``forensic_names``: ``name_logits`` ``(B, G)``, the anomaly-name head's logits over the name
     groups, and (with labels) ``name_loss``, its cross-entropy against the first name written,
-    added to ``loss`` with weight ``forensic_name_weight``.
+    added to ``loss`` with weight ``forensic_name_weight``. With ``sharpening_evidence_weight``:
+    ``sharpening_trace`` ``(B,)``, the images' unsharp-mask trace before the weight (None without it or
+    when no image was encoded).
     """
 
     lm_loss: torch.FloatTensor | None = None
@@ -60,6 +62,7 @@ class ForenXCausalLMOutputWithPast(LlavaCausalLMOutputWithPast):
     forensic_member_logits: torch.FloatTensor | None = None
     name_loss: torch.FloatTensor | None = None
     name_logits: torch.FloatTensor | None = None
+    sharpening_trace: torch.FloatTensor | None = None
 
 
 class ForenXPreTrainedModel(LlavaPreTrainedModel):
@@ -167,6 +170,7 @@ class ForenXForConditionalGeneration(ForenXPreTrainedModel, LlavaForConditionalG
         evidence = forensic_logit if self.config.forensic_verdict else None
         trace = self.model.sharpening_trace  # taken on every call, like the forensic logit
         self.model.sharpening_trace = None
+        result.sharpening_trace = trace
         if trace is not None and self.config.sharpening_evidence_weight:
             trace = self.config.sharpening_evidence_weight * trace
             evidence = trace if evidence is None else evidence + trace.to(evidence.device)

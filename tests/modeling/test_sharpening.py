@@ -87,6 +87,7 @@ def test_the_model_adds_the_weighted_trace_to_the_verdict(big_photo):
     base = model.predict_proba(**inputs)
     model.config.sharpening_evidence_weight, model.config.mapper_temperature = 3.0, 2.0
     p = model.predict_proba(**inputs)
+    torch.testing.assert_close(model(**inputs, logits_to_keep=1).sharpening_trace, trace)  # the output carries it
     logit = lambda q: torch.log(q / (1 - q))  # noqa: E731
     torch.testing.assert_close(logit(p), (logit(base) + 3.0 * trace) / 2.0, atol=1e-4, rtol=1e-4)
     # Generation that encodes the images apart (the explainer's and run_eval's path) gets the same trace.
